@@ -1,0 +1,3 @@
+"""CoDi Studio: any-to-any generation with Composable Diffusion (CoDi)."""
+
+__version__ = "0.1.0"

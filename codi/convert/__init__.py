@@ -1,0 +1,1 @@
+"""Official CoDi checkpoints → our diffusers-style folder (`python -m codi.convert`)."""

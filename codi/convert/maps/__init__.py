@@ -1,0 +1,1 @@
+"""One module per network family; each exposes `SPECS: list[ComponentSpec]`."""

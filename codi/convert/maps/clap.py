@@ -1,0 +1,5 @@
+"""Component specs: see codi.convert.spec."""
+
+from codi.convert.spec import ComponentSpec
+
+SPECS: list[ComponentSpec] = []

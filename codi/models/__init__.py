@@ -1,0 +1,1 @@
+"""CoDi's networks, each constructible from a config with no download."""

@@ -1,0 +1,1 @@
+"""Parity against numbers produced by the official implementation (`python -m codi.parity`)."""

@@ -1,0 +1,3 @@
+"""Parity checks: see codi.parity.checks."""
+
+CHECKS: dict = {}

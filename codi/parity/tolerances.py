@@ -1,0 +1,12 @@
+"""Tolerances, as observed between runs of the official code itself (parity README §5)."""
+
+#: One float32 forward pass (UNets, VAEs, vocoder, CLIP, CLAP, Optimus).
+FORWARD_ATOL = 1e-4
+#: Image/video/audio latents along a DDIM trajectory with guidance 7.5.
+TRAJECTORY_ATOL = 2e-3
+#: The text latent along a DDIM trajectory (guidance amplifies the UNet's 3e-5 spread).
+TEXT_TRAJECTORY_ATOL = 2e-2
+#: Token ids, timesteps, uint8 pixels of an exact latent.
+EXACT = 0.0
+#: uint8 pixels decoded from a latent that is only near-exact.
+PIXEL_ATOL = 1.0
