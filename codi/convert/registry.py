@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 
 from codi.convert.maps import audio, clap, clip, optimus, unet, unet_text, vae_image
@@ -37,11 +38,13 @@ def spec_by_name(name: str) -> ComponentSpec:
     raise KeyError(f"no component named {name!r}")
 
 
-def owner_of(key: str) -> tuple[ComponentSpec, str] | None:
+def owner_of(
+    key: str, specs: Iterable[ComponentSpec] | None = None
+) -> tuple[ComponentSpec, str] | None:
     """The spec whose longest prefix matches an official key, and the key without that prefix."""
     best: tuple[ComponentSpec, str] | None = None
     best_len = -1
-    for spec in all_specs():
+    for spec in all_specs() if specs is None else specs:
         for prefix in spec.prefixes:
             if key.startswith(prefix) and len(prefix) > best_len:
                 best, best_len = (spec, key[len(prefix):]), len(prefix)

@@ -1,0 +1,83 @@
+"""Writing one component as a diffusers-style sub-folder (config + safetensors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from codi import __version__
+from codi.convert.spec import ComponentSpec
+from codi.official_config import OfficialConfig
+
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+TRANSFORMERS_WEIGHTS = "model.safetensors"
+
+
+def build_on_meta(spec: ComponentSpec, official: OfficialConfig) -> torch.nn.Module:
+    """Our module with shapes only: nothing is allocated, so full size costs nothing."""
+    with torch.device("meta"):
+        return spec.build(official)
+
+
+def expected_tensors(spec: ComponentSpec, official: OfficialConfig) -> dict[str, torch.Tensor]:
+    """Our component's persistent state dict on the meta device."""
+    return build_on_meta(spec, official).state_dict()
+
+
+def weights_name(module: torch.nn.Module) -> str:
+    """The file name `from_pretrained` looks for: diffusers and transformers differ."""
+    from diffusers import ModelMixin
+
+    return DIFFUSERS_WEIGHTS if isinstance(module, ModelMixin) else TRANSFORMERS_WEIGHTS
+
+
+def save_module_config(module: torch.nn.Module, folder: Path) -> None:
+    """Write config.json the way the module's library reads it back."""
+    if hasattr(module, "save_config"):
+        module.save_config(folder)
+    elif hasattr(getattr(module, "config", None), "save_pretrained"):
+        module.config.save_pretrained(folder)
+    else:
+        raise TypeError(f"{type(module).__name__} has no diffusers or transformers config")
+
+
+def write_component(
+    folder: Path, spec: ComponentSpec, official: OfficialConfig, tensors: dict[str, torch.Tensor]
+) -> None:
+    """config.json + one safetensors file that `spec.model_class.from_pretrained` opens."""
+    folder.mkdir(parents=True, exist_ok=True)
+    module = build_on_meta(spec, official)
+    save_module_config(module, folder)
+    save_file(_unshared(tensors), str(folder / weights_name(module)), metadata={"format": "pt"})
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous tensors, cloning any that share storage (safetensors refuses shared memory)."""
+    seen: set[int] = set()
+    out = {}
+    for key, tensor in tensors.items():
+        tensor = tensor.contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        out[key] = tensor
+    return out
+
+
+def write_model_index(dst: Path, official: OfficialConfig, specs: list[ComponentSpec]) -> None:
+    """`model_index.json`: which component classes the folder holds, plus CoDi's constants."""
+    index: dict = {"_class_name": "CoDiPipeline", "_codi_version": __version__}
+    for spec in specs:
+        index[spec.name] = [spec.model_class.__module__, spec.model_class.__name__]
+    index["codi"] = {
+        "scale_factors": official.scale_factors,
+        "num_train_timesteps": int(official.codi["timesteps"]),
+        "beta_start": float(official.codi["beta_linear_start"]),
+        "beta_end": float(official.codi["beta_linear_end"]),
+        "beta_schedule": "scaled_linear",
+    }
+    (dst / "model_index.json").write_text(json.dumps(index, indent=1))
