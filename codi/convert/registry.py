@@ -47,5 +47,5 @@ def owner_of(
     for spec in all_specs() if specs is None else specs:
         for prefix in spec.prefixes:
             if key.startswith(prefix) and len(prefix) > best_len:
-                best, best_len = (spec, key[len(prefix):]), len(prefix)
+                best, best_len = (spec, spec.relative_key(key, prefix)), len(prefix)
     return best

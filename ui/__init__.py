@@ -1,0 +1,1 @@
+"""The Gradio front end of CoDi Studio. It validates and displays; it never touches tensors."""
