@@ -1,5 +1,99 @@
-"""Component specs: see codi.convert.spec."""
+"""CLIP (`clip.model.*`, a CLIPModel with temporal vision layers) → two components.
 
-from codi.convert.spec import ComponentSpec
+`clip_text`: transformers CLIPTextModelWithProjection (`text_model.*`, `text_projection`), which
+also owns the CLIPModel root (`logit_scale`, unused: CoDi never scores image-text pairs).
+`clip_vision`: CLIPVisionModelWithProjection + temporal layers (`vision_model.*`,
+`visual_projection`). Our keys are the official ones; only unused tensors are dropped.
+"""
 
-SPECS: list[ComponentSpec] = []
+from __future__ import annotations
+
+import re
+
+import torch
+
+from codi.convert.spec import ComponentSpec, UnknownKeyError, rename_map
+from codi.models.clip import (
+    CoDiCLIPTextModel,
+    CoDiCLIPVisionModel,
+    text_config_of,
+    vision_config_of,
+)
+from codi.official_config import OfficialConfig
+
+_LAYER = (
+    r"encoder\.layers\.\d+\.(?:self_attn\.(?:[qkv]|out)_proj|layer_norm[12]|mlp\.fc[12])"
+    r"\.(?:weight|bias)"
+)
+_TEMPORAL = (
+    r"encoder\.layers\.\d+\.temporal_self_attn\.(?:"
+    r"temporal_attn\.(?:norm\.g|to_q\.weight|to_kv\.weight|to_out\.weight)"
+    r"|temporal_rel_pos_bias\.net\.(?:0\.0|1\.0|2)\.(?:weight|bias)"
+    r"|ff\.(?:proj_in\.0\.weight|proj_out\.0\.g|proj_out\.1\.weight))"
+)
+_POSITION_IDS = "regenerated: transformers keeps CLIP position_ids as a non-persistent buffer"
+
+map_text = rename_map(
+    [
+        (
+            rf"(text_model\.(?:embeddings\.(?:token|position)_embedding\.weight|{_LAYER}"
+            r"|final_layer_norm\.(?:weight|bias)))",
+            r"\1",
+        ),
+        (r"text_projection\.weight", "text_projection.weight"),
+    ]
+)
+
+_VISION_KEY = re.compile(
+    rf"embeddings\.(?:class_embedding|patch_embedding\.weight|position_embedding\.weight)"
+    rf"|(?:pre_layrnorm|post_layernorm)\.(?:weight|bias)|{_LAYER}|{_TEMPORAL}"
+)
+
+
+def map_vision(key: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Keys under `vision_model.` keep their name; `visual_projection.` leaves a bare `weight`."""
+    if key == "weight":
+        return [("visual_projection.weight", tensor)]
+    if _VISION_KEY.fullmatch(key):
+        return [(f"vision_model.{key}", tensor)]
+    raise UnknownKeyError(key)
+
+
+def build_text(official: OfficialConfig) -> CoDiCLIPTextModel:
+    """Our CLIP text tower from the official (Hub) CLIP config."""
+    return CoDiCLIPTextModel(text_config_of(official.clip_config))
+
+
+def build_vision(official: OfficialConfig) -> CoDiCLIPVisionModel:
+    """Our CLIP vision tower with temporal layers from the official (Hub) CLIP config."""
+    return CoDiCLIPVisionModel(vision_config_of(official.clip_config))
+
+
+SPECS: list[ComponentSpec] = [
+    ComponentSpec(
+        name="clip_text",
+        prefixes=("clip.model.",),
+        model_class=CoDiCLIPTextModel,
+        build=build_text,
+        map_tensor=map_text,
+        unused=(
+            (r"logit_scale", "CLIP's contrastive temperature: CoDi never scores pairs"),
+            (r"text_model\.embeddings\.position_ids", _POSITION_IDS),
+        ),
+    ),
+    ComponentSpec(
+        name="clip_vision",
+        prefixes=("clip.model.vision_model.", "clip.model.visual_projection."),
+        model_class=CoDiCLIPVisionModel,
+        build=build_vision,
+        map_tensor=map_vision,
+        unused=(
+            (r"embeddings\.position_ids", _POSITION_IDS),
+            (
+                r"encoder\.layers\.\d+\.temporal_self_attn\.temporal_attn\."
+                r"(?:pos_embeds|frame_rate_embeds)",
+                "never added: CoDi's CLIP calls its temporal layers without a framerate",
+            ),
+        ),
+    ),
+]

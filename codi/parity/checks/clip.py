@@ -1,3 +1,48 @@
-"""Parity checks: see codi.parity.checks."""
+"""Parity check of CoDi's CLIP: tokenizer, text tower, pixel preprocessing, image/video embeds."""
 
-CHECKS: dict = {}
+from __future__ import annotations
+
+import torch
+
+from codi.models.clip import load_clip_tokenizer, tokenize
+from codi.parity.fixtures import Comparison, FixtureContext
+from codi.parity.tolerances import EXACT, FORWARD_ATOL
+from codi.preprocess import clip_pixels
+
+#: The unconditional image the official `model_module` encodes (as the fixture's call says).
+ZERO_IMAGE_SHAPE = (1, 3, 64, 64)
+
+
+def check_clip(ctx: FixtureContext) -> list[Comparison]:
+    """Prompts → ids → text embeds; [-1,1] image/zeros/video → CLIP pixels → vision embeds."""
+    t = ctx.tensors
+    text, vision = ctx.model("clip_text"), ctx.model("clip_vision")
+    ids = tokenize(load_clip_tokenizer(ctx.vocab_dir), ctx.entry["extra"]["prompts"])
+    image_pixels = clip_pixels(t["image"])
+    video_pixels = clip_pixels(t["video"])
+    zero_pixels = clip_pixels(torch.zeros(ZERO_IMAGE_SHAPE))
+    return [
+        Comparison("input_ids", ids, t["input_ids"], EXACT),
+        Comparison(
+            "text_last_hidden_state",
+            text.text_model(input_ids=ids).last_hidden_state,
+            t["text_last_hidden_state"],
+            FORWARD_ATOL,
+        ),
+        Comparison("text_pooled_normed", text.encode(ids), t["text_pooled_normed"], FORWARD_ATOL),
+        Comparison("pixel_values_image", image_pixels, t["pixel_values_image"], FORWARD_ATOL),
+        Comparison("image_embed", vision.encode(image_pixels), t["image_embed"], FORWARD_ATOL),
+        Comparison(
+            "zero_image_embed", vision.encode(zero_pixels), t["zero_image_embed"], FORWARD_ATOL
+        ),
+        Comparison(
+            "pixel_values_video_frame0",
+            video_pixels[:, 0],
+            t["pixel_values_video_frame0"],
+            FORWARD_ATOL,
+        ),
+        Comparison("video_embed", vision.encode(video_pixels), t["video_embed"], FORWARD_ATOL),
+    ]
+
+
+CHECKS = {"clip": check_clip}
