@@ -1,3 +1,39 @@
-"""Parity checks: see codi.parity.checks."""
+"""Parity checks for CLAP (parity README §3.9): front end, embeddings, official NumPy-RNG crop."""
 
-CHECKS: dict = {}
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from codi.audio_features import clap_log_mel, resample
+from codi.models.clap import CodiClapAudioModel
+from codi.parity.fixtures import Comparison, FixtureContext
+from codi.parity.tolerances import FORWARD_ATOL
+
+
+def check_clap(ctx: FixtureContext) -> list[Comparison]:
+    """Log-mel, short/zero/long-clip embeddings and the first resampled samples."""
+    model: CodiClapAudioModel = ctx.model("clap")
+    t = ctx.tensors
+    wave, long_wave = t["wave_16k"], t["long_wave_16k"]
+    seed = int(ctx.params.get("np_random_seed", 0))
+    # RandomState(s) yields the same stream as the official `np.random.seed(s)` global RNG.
+    first16 = resample(long_wave).reshape(-1)[: t["long_wave_48k_first16"].numel()]
+    long_embed = model.encode_audio(long_wave, crop="official", rng=np.random.RandomState(seed))
+    return [
+        Comparison("logmel", clap_log_mel(wave), t["logmel"], FORWARD_ATOL),
+        Comparison("audio_embed", model.encode_audio(wave), t["audio_embed"], FORWARD_ATOL),
+        Comparison(
+            "zero_audio_embed",
+            model.encode_audio(torch.zeros_like(wave)),
+            t["zero_audio_embed"],
+            FORWARD_ATOL,
+        ),
+        Comparison("long_wave_48k_first16", first16, t["long_wave_48k_first16"], FORWARD_ATOL),
+        Comparison(
+            "long_audio_embed_npseed0", long_embed, t["long_audio_embed_npseed0"], FORWARD_ATOL
+        ),
+    ]
+
+
+CHECKS = {"clap": check_clap}
