@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from codi.models.mel import fbank_frames, wav_to_fbank
 from codi.official_config import OfficialConfig
@@ -82,7 +83,9 @@ def decode_audio_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     return decode_latents(vae, z)
 
 
-def encode_audio_posterior(vae: AutoencoderKL, wav: torch.Tensor, seconds: float):
+def encode_audio_posterior(
+    vae: AutoencoderKL, wav: torch.Tensor, seconds: float
+) -> DiagonalGaussianDistribution:
     """The AudioLDM posterior of 16 kHz waves (b, samples), cut or padded to `seconds`."""
     return vae.encode(wav_to_fbank(wav, fbank_frames(seconds))).latent_dist
 

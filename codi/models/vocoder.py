@@ -49,7 +49,7 @@ def build_vocoder(official: OfficialConfig) -> SpeechT5HifiGan:
 
 
 def vocode(vocoder: SpeechT5HifiGan, mel: torch.Tensor) -> torch.Tensor:
-    """Official layout: log-mel (b, mels, frames) → waveform (b, 1, frames*160 + 32) in [-1, 1]."""
+    """Official layout: log-mel (b, mels, frames) → waveform (b, 1, frames*160 + 32)."""
     return vocoder(mel.transpose(1, 2)).unsqueeze(1)
 
 
