@@ -1,5 +1,84 @@
-"""Component specs: see codi.convert.spec."""
+"""Specs of the Optimus text VAE: `optimus_encoder` (BERT) and `optimus_decoder` (GPT-2)."""
 
-from codi.convert.spec import ComponentSpec
+from __future__ import annotations
 
-SPECS: list[ComponentSpec] = []
+import re
+
+import torch
+
+from codi.convert.spec import ComponentSpec, UnknownKeyError, rename_map
+from codi.models.optimus import (
+    OptimusDecoder,
+    OptimusEncoder,
+    optimus_bert_config,
+    optimus_gpt2_config,
+)
+from codi.official_config import OfficialConfig
+
+
+def _optimus_args(official: OfficialConfig) -> dict:
+    return official.codi["optimus_cfg"]["args"]
+
+
+def build_encoder(official: OfficialConfig) -> OptimusEncoder:
+    """Our BERT encoder, sized by the official `optimus_cfg.encoder`."""
+    args = _optimus_args(official)["encoder"]["args"]
+    return OptimusEncoder(optimus_bert_config(args["config"], int(args["latent_size"])))
+
+
+def build_decoder(official: OfficialConfig) -> OptimusDecoder:
+    """Our GPT-2 decoder, sized by the official `optimus_cfg.decoder`."""
+    args = _optimus_args(official)
+    config = args["decoder"]["args"]["config"]
+    latent_size = int(config.get("latent_size", args["args"]["latent_size"]))
+    return OptimusDecoder(optimus_gpt2_config(config, latent_size))
+
+
+_GPT2_PART = r"(?:wpe|ln_f|h\.\d+\.(?:ln_1|ln_2|attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj))"
+_map_decoder_renamed = rename_map(
+    [
+        (r"transformer\.linear\.weight", "latent_memory.weight"),
+        (r"transformer\.linear_emb\.weight", "latent_embedding.weight"),
+        (rf"transformer\.{_GPT2_PART}\.(?:weight|bias)", r"\g<0>"),
+    ]
+)
+
+
+def map_decoder(key: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Official GPT-2 keys → ours; `wte` also fills the tied `lm_head` (a clone)."""
+    if key == "transformer.wte.weight":
+        return [(key, tensor), ("lm_head.weight", tensor.clone())]
+    return _map_decoder_renamed(key, tensor)
+
+
+def map_encoder(key: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Official keys are BertModel's (plus `linear`); ours nest BertModel under `bert.`."""
+    if key == "linear.weight":
+        return [(key, tensor)]
+    if re.match(r"(embeddings|encoder|pooler)\.", key):
+        return [(f"bert.{key}", tensor)]
+    raise UnknownKeyError(key)
+
+
+SPECS: list[ComponentSpec] = [
+    ComponentSpec(
+        name="optimus_encoder",
+        prefixes=("optimus.encoder.",),
+        model_class=OptimusEncoder,
+        build=build_encoder,
+        map_tensor=map_encoder,
+    ),
+    ComponentSpec(
+        name="optimus_decoder",
+        prefixes=("optimus.decoder.",),
+        model_class=OptimusDecoder,
+        build=build_decoder,
+        map_tensor=map_decoder,
+        unused=(
+            (r"transformer\.h\.\d+\.attn\.(bias|masked_bias)",
+             "GPT-2 causal-mask buffers: transformers regenerates the mask"),
+            (r"lm_head\.weight",
+             "tied to transformer.wte.weight (one Parameter officially); filled from wte"),
+        ),
+    ),
+]
