@@ -40,6 +40,9 @@ class ComponentSpec:
         as the official one does after its `strict=False` load.
     optional: the whole component may be absent (connector weights are not in the released
         files); it is then not written, and reported as absent.
+    strip_prefix: when set, the prefix removed from a key before `map_tensor` (instead of the
+        matched one), for a component that owns several sub-prefixes whose remainders would
+        collide (e.g. `…unet_image.input_block_connecters_in.4` vs `…output_block_connecters_in.4`).
     """
 
     name: str
@@ -50,6 +53,11 @@ class ComponentSpec:
     unused: tuple[tuple[str, str], ...] = ()
     fill_missing: tuple[tuple[str, str, str], ...] = ()
     optional: bool = False
+    strip_prefix: str | None = None
+
+    def relative_key(self, key: str, matched_prefix: str) -> str:
+        """The key as `map_tensor` receives it, given the prefix of ours it matched."""
+        return key[len(self.strip_prefix if self.strip_prefix is not None else matched_prefix):]
 
     def unused_reason(self, key: str) -> str | None:
         """Why an official key (prefix stripped) is knowingly not converted, or None."""

@@ -1,0 +1,109 @@
+"""Joint forward over several CoDi UNets, and the official condition mixing.
+
+Interface every CoDi UNet follows (image/video and audio: codi.models.unet_2d; text:
+codi.models.unet_text)::
+
+    class <UNet>(ModelMixin, ConfigMixin):
+        def forward(self, sample, timestep, context, connectors=None, environment=None) -> Tensor
+            # context [B,1,D]. With `connectors` (this modality's connector module) and
+            # `environment` [B,1,Cc] (normalised), each connector-in transformer runs after its
+            # main block with `environment` as its context.
+        def time_embedding(self, timestep, dtype) -> Tensor
+            # [N, temb] for N timesteps: the emb of the blocks and of the environment encoder
+
+    class <Connectors>(ModelMixin, ConfigMixin):
+        def raw_environment(self, sample, emb) -> Tensor  # last environment-encoder stage
+        def environment(self, sample, emb) -> Tensor      # [B,1,Cc]: mean over non-channel
+                                                          # axes, L2-normalised
+
+Modality keys are 'image', 'video', 'audio' and 'text'; 'video' is the image UNet on a 5-D latent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Which UNet component serves each output modality.
+UNET_OF_MODALITY = {
+    "image": "unet_image",
+    "video": "unet_image",
+    "audio": "unet_audio",
+    "text": "unet_text",
+}
+
+
+def mix_conditions(conditions: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """Official multi-condition context: sum_i c_i * w_i / sum_j w_j.
+
+    The weights are normalised as a float64 (numpy) array, as the official code does; each
+    product and the running sum stay in the conditions' dtype.
+    """
+    normalised = np.asarray(weights, dtype=np.float64)
+    normalised = normalised / normalised.sum()
+    mixed = conditions[0] * float(normalised[0])
+    for condition, weight in zip(conditions[1:], normalised[1:], strict=True):
+        mixed = mixed + condition * float(weight)
+    return mixed
+
+
+def _environments(
+    unets: dict[str, nn.Module],
+    latents: dict[str, torch.Tensor],
+    timestep: torch.Tensor | int,
+    connectors: dict[str, nn.Module | None],
+) -> dict[str, torch.Tensor]:
+    """Each modality's own environment vector [B,1,Cc], for modalities that have connectors."""
+    envs = {}
+    for modality, x in latents.items():
+        module = connectors.get(modality)
+        if module is not None:
+            emb = unets[modality].time_embedding(timestep, x.dtype).expand(x.shape[0], -1)
+            envs[modality] = module.environment(x, emb)
+    return envs
+
+
+def _cross_modal(envs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each modality gets the plain mean of the OTHER modalities' environments (no renorm)."""
+    crossed = {}
+    for modality in envs:
+        others = [env for other, env in envs.items() if other != modality]
+        if others:
+            crossed[modality] = torch.stack(others).mean(dim=0)
+    return crossed
+
+
+def joint_forward(
+    unets: dict[str, nn.Module],
+    latents: dict[str, torch.Tensor],
+    timestep: torch.Tensor | int,
+    context: torch.Tensor,
+    connectors: dict[str, nn.Module | None] | None = None,
+    cross_modal: bool = False,
+) -> dict[str, torch.Tensor]:
+    """eps per output modality, all conditioned on the same `context` [B,1,D].
+
+    Official behaviour: the connectors run only when more than one modality is generated, and each
+    modality attends to its OWN environment, so no information crosses modalities (quirk Q1). A
+    modality whose connectors are None (absent from the released files) skips them, which is
+    bit-identical to the official zero-initialised connectors.
+
+    cross_modal=True (not official, the paper's intent): each modality attends to the mean of the
+    other modalities' environments instead.
+    """
+    envs: dict[str, torch.Tensor] = {}
+    if connectors and len(latents) > 1:
+        envs = _environments(unets, latents, timestep, connectors)
+        if cross_modal:
+            envs = _cross_modal(envs)
+    return {
+        modality: unets[modality](
+            x,
+            timestep,
+            context,
+            connectors=connectors.get(modality) if modality in envs else None,
+            environment=envs.get(modality),
+        )
+        for modality, x in latents.items()
+    }
