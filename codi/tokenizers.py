@@ -62,3 +62,17 @@ def optimus_bert_token_ids(tokenizer: BertTokenizer, sentences: Sequence[str]) -
     ]
     padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=0)
     return padded[:, :BERT_MAX_LENGTH]
+
+
+def tokenizers_from_vocab(vocab_dir: Path) -> dict[str, object]:
+    """Every tokenizer CoDi uses, from one folder of vocab files (e.g. shared/parity/vocab).
+
+    Keys: "clip" (conditioning prompts), "optimus_bert" (text encoder), "optimus_gpt2" (text out).
+    """
+    from codi.models.clip import load_clip_tokenizer
+
+    return {
+        "clip": load_clip_tokenizer(vocab_dir),
+        "optimus_bert": optimus_bert_tokenizer(vocab_dir),
+        "optimus_gpt2": optimus_gpt2_tokenizer(vocab_dir),
+    }

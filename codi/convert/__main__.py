@@ -1,4 +1,4 @@
-"""`python -m codi.convert SRC DST [--dtype fp16|bf16|fp32]` and `--check-manifest FILE`."""
+"""`python -m codi.convert SRC DST [--dtype D] [--vocab DIR]` and `--check-manifest FILE`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("dst", nargs="?", type=Path, help="output folder")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="cast floating weights (default: keep)")
     parser.add_argument("--variant", choices=["fp16"], help="Hub only: take checkpoints_fp16/")
+    parser.add_argument("--vocab", type=Path, metavar="DIR",
+                        help="tokenizer vocab files to save with the model (default: the Hub)")
     parser.add_argument("--check-manifest", type=Path, metavar="FILE",
                         help="map a key/shape manifest instead of real weights; write nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every key in the report")
@@ -72,7 +74,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_report(report, args.verbose))
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    return _save_tokenizers(args.dst, args.vocab) if args.check_manifest is None else 0
+
+
+def _save_tokenizers(dst: Path, vocab: Path | None) -> int:
+    """Add the tokenizers. A bad --vocab is an error; an unreachable Hub only a warning."""
+    from codi.convert.tokenizers import save_tokenizers
+    from codi.errors import CoDiUserError
+
+    try:
+        save_tokenizers(dst, vocab)
+    except CoDiUserError as error:
+        if vocab is not None:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"warning: tokenizers not saved: {error} Add them later with "
+              f"`python -m codi.convert.tokenizers {dst} [--vocab DIR]`.", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class ConversionReport:
     filled: dict[str, dict[str, str]] = field(default_factory=dict)  # component → key → reason
     absent: dict[str, str] = field(default_factory=dict)  # optional component → reason
     written: dict[str, int] = field(default_factory=dict)  # component → tensor count
+    sha256: dict[str, str] = field(default_factory=dict)  # component → weights file hash
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -109,7 +110,8 @@ class Converter:
                 continue
             self._flush(name)
         if self.dst is not None and self.report.ok:
-            write_model_index(self.dst, self.official, [self.specs[n] for n in sorted(self.report.written)])
+            written = [self.specs[n] for n in sorted(self.report.written)]
+            write_model_index(self.dst, self.official, written, self.report.sha256)
             (self.dst / "conversion_report.json").write_text(
                 json.dumps(self.report.to_json(), indent=1, sort_keys=True)
             )
@@ -180,7 +182,9 @@ class Converter:
         self._done.add(name)
         self.report.written[name] = len(tensors)
         if self.dst is not None and not any(e.startswith(f"{name}:") for e in self.report.errors):
-            write_component(self.dst / name, spec, self.official, tensors)
+            self.report.sha256[name] = write_component(
+                self.dst / name, spec, self.official, tensors
+            )
 
 
 def _read_written(folder: Path) -> dict[str, torch.Tensor]:

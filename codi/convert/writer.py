@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -46,12 +47,26 @@ def save_module_config(module: torch.nn.Module, folder: Path) -> None:
 
 def write_component(
     folder: Path, spec: ComponentSpec, official: OfficialConfig, tensors: dict[str, torch.Tensor]
-) -> None:
-    """config.json + one safetensors file that `spec.model_class.from_pretrained` opens."""
+) -> str:
+    """config.json + one safetensors file that `spec.model_class.from_pretrained` opens.
+
+    Returns the weights file's sha256, which results record so they can be reproduced.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     module = build_on_meta(spec, official)
     save_module_config(module, folder)
-    save_file(_unshared(tensors), str(folder / weights_name(module)), metadata={"format": "pt"})
+    path = folder / weights_name(module)
+    save_file(_unshared(tensors), str(path), metadata={"format": "pt"})
+    return file_sha256(path)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -68,9 +83,15 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def write_model_index(dst: Path, official: OfficialConfig, specs: list[ComponentSpec]) -> None:
-    """`model_index.json`: which component classes the folder holds, plus CoDi's constants."""
-    index: dict = {"_class_name": "CoDiPipeline", "_codi_version": __version__}
+def write_model_index(
+    dst: Path,
+    official: OfficialConfig,
+    specs: list[ComponentSpec],
+    sha256: dict[str, str],
+    extra: dict | None = None,
+) -> None:
+    """`model_index.json`: the component classes, their weight hashes and CoDi's constants."""
+    index: dict = {"_class_name": "CoDiPipeline", "_codi_version": __version__, **(extra or {})}
     for spec in specs:
         index[spec.name] = [spec.model_class.__module__, spec.model_class.__name__]
     index["codi"] = {
@@ -80,4 +101,5 @@ def write_model_index(dst: Path, official: OfficialConfig, specs: list[Component
         "beta_end": float(official.codi["beta_linear_end"]),
         "beta_schedule": "scaled_linear",
     }
+    index["weights_sha256"] = dict(sorted(sha256.items()))
     (dst / "model_index.json").write_text(json.dumps(index, indent=1))

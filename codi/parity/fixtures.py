@@ -48,10 +48,16 @@ class FixtureContext:
     official: OfficialConfig
     vocab_dir: Path
     load_model: Callable[[str], torch.nn.Module] = field(repr=False)
+    fixture_dir: Path | None = None
 
     def model(self, component: str) -> torch.nn.Module:
         """Our component (e.g. "unet_image"), converted from the fixture weights, fp32, eval."""
         return self.load_model(component)
+
+    @property
+    def model_folder(self) -> Path | None:
+        """The folder the fixture weights were converted into (for whole-pipeline checks)."""
+        return getattr(self.load_model, "folder", None)
 
     @property
     def params(self) -> dict[str, Any]:

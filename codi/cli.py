@@ -1,0 +1,259 @@
+"""`python -m codi generate | download | models`: CoDi from the command line.
+
+The CLI only turns flags into a `GenerationRequest`; files are decoded by the pipeline's media
+layer. A mistake a person can fix (`CoDiUserError`) prints one line, `error: <message>`, and
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from codi.errors import CoDiUserError, GenerationCancelled
+from codi.request import (
+    MODALITIES,
+    ConditionInput,
+    GenerationRequest,
+    GenerationSettings,
+    TextDecoding,
+)
+
+USER_ERROR_STATUS = 2
+CANCELLED_STATUS = 130
+DTYPE_NAMES = ("auto", "fp32", "fp16", "bf16")
+_WEIGHT = re.compile(r"(?P<modality>[a-z]+)(?::(?P<index>\d+))?=(?P<value>.+)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m codi` parser with its three commands."""
+    parser = argparse.ArgumentParser(prog="python -m codi", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(commands.add_parser("generate", help="generate outputs from inputs"))
+    download = commands.add_parser("download", help="download and convert the full CoDi model")
+    download.add_argument("--variant", choices=["fp16"],
+                          help="take the fp16 files (half the download)")
+    download.add_argument("--dest", type=Path,
+                          help="model folder (default: the cache, see `models`)")
+    models = commands.add_parser("models", help="show which model `--model auto` uses")
+    models.add_argument("--model", default="auto", help="a model folder, 'embedded' or 'auto'")
+    return parser
+
+
+def _add_generate(p: argparse.ArgumentParser) -> None:
+    d = GenerationSettings()
+    inputs = p.add_argument_group("inputs (repeat a flag for several inputs of one kind)")
+    inputs.add_argument("--text", action="append", default=[], metavar="PROMPT")
+    inputs.add_argument("--image", action="append", default=[], metavar="FILE")
+    inputs.add_argument("--audio", action="append", default=[], metavar="FILE")
+    inputs.add_argument("--video", action="append", default=[], metavar="FILE")
+    inputs.add_argument("--weight", action="append", default=[], metavar="KIND[:N]=W",
+                        help="input weight: image=0.5 for every image, image:2=0.3 for the "
+                             "second image (N counts from 1); default 1")
+    inputs.add_argument("--video-soundtrack", action="store_true",
+                        help="also condition on each input video's audio track")
+    out = p.add_argument_group("outputs and settings")
+    out.add_argument("--outputs", default="image", metavar="LIST",
+                     help=f"comma-separated, from {','.join(MODALITIES)} (default: image)")
+    out.add_argument("--steps", type=int, default=d.steps)
+    out.add_argument("--guidance", type=float, default=d.guidance_scale, help="guidance scale")
+    out.add_argument("--negative", metavar="PROMPT", help="negative prompt")
+    out.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
+    out.add_argument("--size", type=int, default=d.image_size, help="image/video side in pixels")
+    out.add_argument("--frames", type=int, default=d.num_frames, help="video frames")
+    out.add_argument("--fps", type=float, default=d.fps, help="video frames per second")
+    out.add_argument("--samples", type=int, default=d.num_samples, help="samples per output")
+    out.add_argument("--text-mode", choices=["sample", "greedy"], default=d.text_decoding.mode)
+    out.add_argument("--temperature", type=float, default=d.text_decoding.temperature)
+    out.add_argument("--max-tokens", type=int, default=d.text_decoding.max_tokens)
+    out.add_argument("--official-preprocessing", action="store_true",
+                     help="reproduce the official code's random crops, flips and noise draws")
+    out.add_argument("--cross-modal", action="store_true",
+                     help="connectors attend to the other outputs (the paper's intent; "
+                          "not official)")
+    run = p.add_argument_group("where and how")
+    run.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR")
+    run.add_argument("--name", default="codi", help="file name stem of the outputs")
+    run.add_argument("--model", default="auto", help="model folder, 'embedded' or 'auto'")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--dtype", choices=DTYPE_NAMES, default="auto",
+                     help="auto = fp16 on CUDA, fp32 on CPU")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_weights(specs: list[str], counts: dict[str, int]) -> dict[tuple[str, int | None], float]:
+    """`["image=0.5", "image:2=0.3"]` → {("image", None): 0.5, ("image", 1): 0.3} (0-based)."""
+    weights: dict[tuple[str, int | None], float] = {}
+    for spec in specs:
+        match = _WEIGHT.fullmatch(spec.strip())
+        if match is None:
+            raise CoDiUserError(f"--weight {spec!r}: write KIND=W or KIND:N=W, e.g. image=0.5.")
+        modality, index = match["modality"], match["index"]
+        if modality not in MODALITIES:
+            raise CoDiUserError(
+                f"--weight {spec!r}: {modality!r} is not one of {', '.join(MODALITIES)}."
+            )
+        try:
+            value = float(match["value"])
+        except ValueError:
+            raise CoDiUserError(f"--weight {spec!r}: {match['value']!r} is not a number.") from None
+        if counts.get(modality, 0) == 0:
+            raise CoDiUserError(f"--weight {spec!r}: there is no {modality} input.")
+        if index is not None and not 1 <= int(index) <= counts[modality]:
+            raise CoDiUserError(
+                f"--weight {spec!r}: there are {counts[modality]} {modality} inputs "
+                "(N counts from 1)."
+            )
+        weights[(modality, None if index is None else int(index) - 1)] = value
+    return weights
+
+
+def build_request(args: argparse.Namespace) -> GenerationRequest:
+    """The request the flags describe, validated."""
+    given = {"text": args.text, "image": args.image, "audio": args.audio, "video": args.video}
+    weights = parse_weights(args.weight, {m: len(v) for m, v in given.items()})
+    inputs = []
+    for modality in MODALITIES:
+        for i, value in enumerate(given[modality]):
+            weight = weights.get((modality, i), weights.get((modality, None), 1.0))
+            inputs.append(ConditionInput(
+                modality, value if modality == "text" else Path(value), weight,
+                use_soundtrack=modality == "video" and args.video_soundtrack,
+            ))
+    settings = GenerationSettings(
+        steps=args.steps, guidance_scale=args.guidance, negative_text=args.negative,
+        seed=args.seed, image_size=args.size, num_frames=args.frames, fps=args.fps,
+        num_samples=args.samples,
+        text_decoding=TextDecoding(args.text_mode, args.temperature, args.max_tokens),
+        official_randomness=args.official_preprocessing, cross_modal=args.cross_modal,
+    )
+    outputs = [o.strip() for o in args.outputs.split(",") if o.strip()]
+    request = GenerationRequest(inputs=inputs, outputs=outputs, settings=settings)
+    request.validate()
+    return request
+
+
+def pick_device(name: str) -> str:
+    """`auto` → cuda when available, else cpu; anything else is checked."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CoDiUserError(f"--device {name}: no CUDA GPU is available here; use --device cpu.")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
+        raise CoDiUserError(f"--device {name!r}: use auto, cpu, cuda or cuda:N.")
+    return name
+
+
+def pick_dtype(name: str, device: str):
+    """`auto` → fp16 on CUDA, fp32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        name = "fp16" if device.startswith("cuda") else "fp32"
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """An `on_step` that drives a tqdm bar on stderr (opened at the first step), and its closer."""
+    from tqdm.auto import tqdm
+
+    bars: list[tqdm] = []
+
+    def on_step(step: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="step", desc="denoising", disable=not enabled,
+                             file=sys.stderr))
+        bars[0].update(step - bars[0].n)
+
+    def close() -> None:
+        if bars:
+            bars[0].close()
+
+    return on_step, close
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from codi.model_store import resolve_model
+    from codi.pipeline import CoDiPipeline
+
+    request = build_request(args)
+    model = resolve_model(args.model)
+    if model.note:
+        print(f"note: {model.note}", file=sys.stderr)
+    device = pick_device(args.device)
+    _quiet_libraries()
+    dtype = pick_dtype(args.dtype, device)
+    pipeline = CoDiPipeline.from_pretrained(model.folder, device=device, dtype=dtype)
+    on_step, close = progress_callback(not args.quiet)
+    try:
+        result = pipeline(request, on_step=on_step)
+    finally:
+        close()
+    for path in result.save(args.out, args.name):
+        print(path)
+    for text in result.texts:
+        print(f"text: {text}", file=sys.stderr)
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from codi.download import download
+    from codi.model_store import default_model_dir
+
+    folder = download(args.dest or default_model_dir(), variant=args.variant)
+    print(folder)
+    if args.dest is not None and args.dest.resolve() != default_model_dir().resolve():
+        print(f"note: --model auto does not look in {folder}; pass --model {folder} "
+              "or set CODI_MODEL_DIR.", file=sys.stderr)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    import json
+
+    from codi.model_store import default_model_dir, resolve_model
+    from codi.weights import available_components
+
+    model = resolve_model(args.model)
+    index = json.loads((model.folder / "model_index.json").read_text())
+    hashes = index.get("weights_sha256", {})
+    print(f"model: {model.folder}")
+    print(f"kind: {model.kind}")
+    if model.note:
+        print(f"note: {model.note}")
+    print(f"download folder (auto): {default_model_dir()}")
+    print("components:")
+    for name in available_components(model.folder):
+        size = sum(p.stat().st_size for p in (model.folder / name).glob("*.safetensors"))
+        print(f"  {name:24s} {size / 2**20:9.1f} MiB  {hashes.get(name, '')[:16]}")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Hide the libraries' loading bars and dtype chatter; our own bar shows the progress."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+COMMANDS = {"generate": run_generate, "download": run_download, "models": run_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CoDiUserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USER_ERROR_STATUS
+    except (GenerationCancelled, KeyboardInterrupt):
+        print("cancelled", file=sys.stderr)
+        return CANCELLED_STATUS

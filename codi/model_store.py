@@ -1,0 +1,95 @@
+"""Which model folder a run uses: a path, or "auto" (configured → downloaded → embedded)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from codi.embedded import EMBEDDED_DIR, EMBEDDED_NOTE
+from codi.errors import CoDiUserError
+
+#: A folder holding a converted model, used by "auto" before anything else.
+MODEL_DIR_ENV = "CODI_MODEL_DIR"
+#: Root of CoDi Studio's own cache (default ~/.cache/codi); models live under `models/`.
+HOME_ENV = "CODI_HOME"
+FULL_MODEL_NAME = "ZinengTang--CoDi"
+AUTO = ("auto", "")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model folder to open, what kind it is, and a note to show the person (may be empty)."""
+
+    folder: Path
+    kind: str
+    note: str
+
+
+def codi_home() -> Path:
+    """`$CODI_HOME`, or ~/.cache/codi."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "codi").expanduser()
+
+
+def default_model_dir() -> Path:
+    """Where `python -m codi download` puts the converted full model."""
+    return codi_home() / "models" / FULL_MODEL_NAME
+
+
+def read_model_index(folder: Path) -> dict:
+    """`model_index.json` of a converted folder (CoDiUserError if absent or unreadable)."""
+    path = Path(folder) / "model_index.json"
+    if not path.is_file():
+        raise CoDiUserError(
+            f"{folder} is not a CoDi model folder (it has no model_index.json). Pass a folder "
+            "written by `python -m codi.convert` or `python -m codi download`, or use --model auto."
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CoDiUserError(f"{path} cannot be read ({error}); convert the model again.") from error
+
+
+def describe(folder: Path) -> ResolvedModel:
+    """The kind and note of a converted folder, from its model_index.json."""
+    folder = Path(folder).expanduser().resolve()
+    index = read_model_index(folder)
+    kind = str(index.get("kind", "full"))
+    note = str(index.get("note", EMBEDDED_NOTE if kind == "embedded-random" else ""))
+    return ResolvedModel(folder=folder, kind=kind, note=note)
+
+
+def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
+    """The model folder for `spec`: a path, "embedded", or "auto"/None.
+
+    "auto" takes `$CODI_MODEL_DIR` when set, else the downloaded full model in the cache
+    (`default_model_dir()`), else the embedded tiny random model.
+    """
+    text = "auto" if spec is None else str(spec).strip()
+    if text.lower() == "embedded":
+        return _embedded()
+    if text.lower() not in AUTO:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise CoDiUserError(f"Model folder {path} does not exist.")
+        return describe(path)
+    configured = os.environ.get(MODEL_DIR_ENV)
+    if configured:
+        try:
+            return describe(Path(configured))
+        except CoDiUserError as error:
+            raise CoDiUserError(f"{MODEL_DIR_ENV}={configured}: {error}") from error
+    if (default_model_dir() / "model_index.json").is_file():
+        return describe(default_model_dir())
+    return _embedded()
+
+
+def _embedded() -> ResolvedModel:
+    if not (EMBEDDED_DIR / "model_index.json").is_file():
+        raise CoDiUserError(
+            f"The embedded model is missing ({EMBEDDED_DIR}); rebuild it with "
+            "`python -m codi.embedded build`, or download the full model with "
+            "`python -m codi download`."
+        )
+    return describe(EMBEDDED_DIR)

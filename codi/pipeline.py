@@ -1,0 +1,300 @@
+"""`CoDiPipeline`: any mix of inputs → any set of outputs in one joint denoising loop.
+
+`__call__` reads like the algorithm: check the request → decode the inputs → encode each input to
+one token → mix the tokens → draw the starting noise → denoise all outputs together → decode.
+Components are opened from the converted folder only when a request needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from codi import __version__
+from codi.conditioning import ConditionEncoder, EncodedCondition, RandomSources
+from codi.decoding import LatentDecoder
+from codi.errors import CoDiUserError, GenerationCancelled
+from codi.inputs import DecodedInput, decode_inputs
+from codi.media.limits import MediaLimits
+from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
+from codi.request import GenerationRequest, GenerationSettings
+from codi.result import GenerationResult
+from codi.sampling import make_scheduler, sample_ddim
+
+#: The audio latent is fixed by the AudioLDM VAE: 1024 mel frames (10.24 s) × 64 bins, /4 each.
+AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS = 256, 16
+#: The SD VAE downsamples by 8.
+VAE_FACTOR = 8
+
+
+@dataclass
+class Conditioning:
+    """The inputs' tokens and the mixed context the UNets attend to ([uncond; cond] or cond)."""
+
+    encoded: list[EncodedCondition]
+    context: torch.Tensor
+
+
+class CoDiPipeline:
+    """The CoDi any-to-any pipeline over a converted model folder."""
+
+    def __init__(
+        self,
+        load_component: Callable[[str], torch.nn.Module],
+        available: set[str],
+        tokenizers: dict[str, Any],
+        codi_constants: dict[str, Any],
+        model_info: dict[str, Any],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        limits: MediaLimits | None = None,
+    ) -> None:
+        self._load = load_component
+        self.available = set(available)
+        self.tokenizers = tokenizers
+        self.scale_factors = {k: float(v) for k, v in codi_constants["scale_factors"].items()}
+        self.model_info = model_info
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.limits = limits or MediaLimits()
+        self.scheduler = make_scheduler()
+        self._components: dict[str, torch.nn.Module] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: Path | str,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        vocab_dir: Path | None = None,
+    ) -> CoDiPipeline:
+        """Open a converted folder (model_index.json + one sub-folder per component)."""
+        from codi.convert.tokenizers import load_tokenizers
+        from codi.tokenizers import tokenizers_from_vocab
+        from codi.weights import available_components, load_component
+
+        folder = Path(folder)
+        index_path = folder / "model_index.json"
+        if not index_path.is_file():
+            raise CoDiUserError(
+                f"{folder} is not a converted CoDi model (no model_index.json). "
+                "Convert the official weights with `python -m codi.convert` or `python -m codi download`."
+            )
+        index = json.loads(index_path.read_text())
+        dtype = dtype or torch.float32
+        info = {
+            "model_id": index.get("model_id", folder.name),
+            "folder": str(folder),
+            "kind": index.get("kind", "converted"),
+            "note": index.get("note", ""),
+            "weights_sha256": index.get("weights_sha256", {}),
+        }
+        return cls(
+            load_component=lambda name: load_component(folder, name, dtype),
+            available=set(available_components(folder)),
+            tokenizers=tokenizers_from_vocab(vocab_dir) if vocab_dir else load_tokenizers(folder),
+            codi_constants=index["codi"],
+            model_info=info,
+            device=device,
+            dtype=dtype,
+        )
+
+    # -- components ---------------------------------------------------------------------------
+
+    def component(self, name: str) -> torch.nn.Module:
+        """A component, opened and moved to the pipeline's device on first use."""
+        with self._lock:
+            if name not in self._components:
+                if name not in self.available:
+                    raise CoDiUserError(
+                        f"This model has no '{name}' component, so it cannot serve this request."
+                    )
+                self._components[name] = self._load(name).to(self.device).eval()
+            return self._components[name]
+
+    def connectors(self, outputs: list[str]) -> dict[str, torch.nn.Module | None] | None:
+        """Each output's connectors when the model has them (the released weights do not)."""
+        if len(outputs) < 2:
+            return None
+        names = {m: UNET_OF_MODALITY[m] + "_connectors" for m in outputs}
+        return {m: self.component(n) if n in self.available else None for m, n in names.items()}
+
+    # -- the algorithm ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Generate every requested output from every input. See the module docstring."""
+        started = time.perf_counter()
+        request.validate()
+        settings = request.settings
+        seed = settings.seed if settings.seed is not None else secrets.randbits(63)
+        rng = self.random_sources(seed, settings.official_randomness)
+        inputs = decode_inputs(request.inputs, self.limits)
+        conditioning = self.encode_conditions(inputs, settings, rng)
+        latents = self.prepare_latents(request.outputs, settings, rng.torch_generator)
+        encoded_at = time.perf_counter()
+        final = self.denoise(
+            latents, conditioning.context, settings, rng, on_step=on_step, cancel=cancel
+        )
+        denoised_at = time.perf_counter()
+        result = self.decode(final, settings, seed, rng.torch_generator)
+        result.metadata = self.metadata(request, inputs, seed)
+        result.metadata["timings_s"] = {
+            "encode": round(encoded_at - started, 3),
+            "denoise": round(denoised_at - encoded_at, 3),
+            "decode": round(time.perf_counter() - denoised_at, 3),
+        }
+        return result
+
+    def random_sources(self, seed: int, official: bool) -> RandomSources:
+        """One torch generator and one NumPy RNG per request, both from the seed."""
+        return RandomSources(
+            torch.Generator().manual_seed(seed), np.random.RandomState(seed % 2**32), official
+        )
+
+    def encode_conditions(
+        self, inputs: list[DecodedInput], settings: GenerationSettings, rng: RandomSources
+    ) -> Conditioning:
+        """One token per input, then the official weighted average ([uncond; cond] with CFG)."""
+        encoder = ConditionEncoder(
+            self.component, self.tokenizers["clip"], self.device, self.dtype
+        )
+        n = settings.num_samples
+        encoded = [
+            encoder.encode(item.modality, item.value, item.weight, n, rng, settings.negative_text)
+            for item in inputs
+        ]
+        weights = [item.weight for item in encoded]
+        cond = mix_conditions([item.cond for item in encoded], weights)
+        if settings.guidance_scale == 1.0:
+            return Conditioning(encoded, cond)
+        if settings.negative_text and not any(item.modality == "text" for item in encoded):
+            uncond = encoder.text([settings.negative_text]).expand(n, -1, -1)
+        else:
+            uncond = mix_conditions([item.uncond for item in encoded], weights)
+        return Conditioning(encoded, torch.cat([uncond, cond]))
+
+    def latent_shape(self, modality: str, settings: GenerationSettings) -> tuple[int, ...]:
+        """The latent of one output (per sample), as the official `inference` shapes it."""
+        side = settings.image_size // VAE_FACTOR
+        if modality == "image":
+            return (4, side, side)
+        if modality == "video":
+            return (4, settings.num_frames, side, side)
+        if modality == "audio":
+            channels = self.component("unet_audio").config.in_channels
+            return (channels, AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS)
+        return (self.component("unet_text").config.in_channels,)
+
+    def prepare_latents(
+        self, outputs: list[str], settings: GenerationSettings, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Starting noise per output, drawn on the CPU in output order (device-independent)."""
+        return {
+            modality: torch.randn(
+                (settings.num_samples, *self.latent_shape(modality, settings)), generator=generator
+            )
+            for modality in outputs
+        }
+
+    def denoise(
+        self,
+        latents: dict[str, torch.Tensor],
+        context: torch.Tensor,
+        settings: GenerationSettings,
+        rng: RandomSources,
+        on_step: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_result: Callable | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """DDIM with guidance over every output at once; cancellable between steps."""
+        outputs = list(latents)
+        unets = {m: self.component(UNET_OF_MODALITY[m]) for m in outputs}
+        connectors = self.connectors(outputs)
+        context = context.to(self.device, self.dtype)
+
+        def denoise_fn(model_in, timesteps, ctx):
+            eps = joint_forward(
+                unets,
+                {m: x.to(self.device, self.dtype) for m, x in model_in.items()},
+                timesteps.to(self.device),
+                ctx,
+                connectors=connectors,
+                cross_modal=settings.cross_modal,
+            )
+            return {m: e.float().cpu() for m, e in eps.items()}
+
+        def after_step(step):
+            if rng.official:  # the official sampler draws (and discards) noise every step
+                for x in step.latents.values():
+                    torch.randn(x.shape, generator=rng.torch_generator)
+            if on_result is not None:
+                on_result(step)
+            if on_step is not None:
+                on_step(step.index + 1, settings.steps)
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("Generation cancelled.")
+
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled("Generation cancelled.")
+        return sample_ddim(
+            denoise_fn, latents, context, self.scheduler, settings.steps,
+            settings.guidance_scale, on_step=after_step,
+        )
+
+    def decode(
+        self,
+        latents: dict[str, torch.Tensor],
+        settings: GenerationSettings,
+        seed: int,
+        generator: torch.Generator,
+    ) -> GenerationResult:
+        """Every final latent → its media."""
+        decoder = LatentDecoder(self.component, self.tokenizers["optimus_gpt2"])
+        result = GenerationResult()
+        if "image" in latents:
+            result.images = decoder.images(latents["image"])
+        if "video" in latents:
+            result.videos = decoder.videos(latents["video"])
+        if "audio" in latents:
+            result.audios = decoder.audios(latents["audio"])
+        if "text" in latents:
+            text_generator = generator if self.device.type == "cpu" else (
+                torch.Generator(self.device).manual_seed(seed)
+            )
+            result.texts = decoder.texts(
+                latents["text"], self.scale_factors["text"], settings.text_decoding, text_generator
+            )
+        return result
+
+    def metadata(
+        self, request: GenerationRequest, inputs: list[DecodedInput], seed: int
+    ) -> dict[str, Any]:
+        """Everything needed to reproduce the result (JSON-serialisable)."""
+        settings = request.settings.to_dict()
+        settings["seed"] = seed
+        return {
+            "codi_studio_version": __version__,
+            "inputs": [item.summary() for item in inputs],
+            "outputs": list(request.outputs),
+            "settings": settings,
+            "model": self.model_info,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "notices": [notice for item in inputs for notice in item.notices],
+        }

@@ -1,0 +1,76 @@
+"""Which model folder `--model` / "auto" resolves to."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from codi import model_store
+from codi.embedded import EMBEDDED_DIR
+from codi.errors import CoDiUserError
+from codi.model_store import default_model_dir, resolve_model
+
+
+def make_model(folder, **index):
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "CoDiPipeline", **index}))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def clean_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODI_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CODI_MODEL_DIR", raising=False)
+
+
+def test_auto_falls_back_to_the_embedded_model_with_a_plain_note():
+    for spec in (None, "auto", "embedded"):
+        resolved = resolve_model(spec)
+        assert resolved.folder == EMBEDDED_DIR.resolve()
+        assert resolved.kind == "embedded-random"
+        assert "random-weight" in resolved.note and "`python -m codi download`" in resolved.note
+
+
+def test_auto_prefers_the_downloaded_model(tmp_path):
+    assert default_model_dir() == tmp_path / "home" / "models" / "ZinengTang--CoDi"
+    make_model(default_model_dir(), kind="full")
+    resolved = resolve_model("auto")
+    assert resolved.folder == default_model_dir().resolve()
+    assert (resolved.kind, resolved.note) == ("full", "")
+
+
+def test_a_half_written_download_is_ignored(tmp_path):
+    default_model_dir().mkdir(parents=True)  # no model_index.json yet
+    assert resolve_model("auto").kind == "embedded-random"
+
+
+def test_configured_folder_comes_first(tmp_path, monkeypatch):
+    make_model(default_model_dir(), kind="full")
+    mine = make_model(tmp_path / "mine", kind="custom", note="my note")
+    monkeypatch.setenv("CODI_MODEL_DIR", str(mine))
+    assert resolve_model(None) == model_store.ResolvedModel(mine.resolve(), "custom", "my note")
+
+
+def test_a_bad_configured_folder_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODI_MODEL_DIR", str(tmp_path))
+    with pytest.raises(CoDiUserError, match="CODI_MODEL_DIR=.*no model_index.json"):
+        resolve_model("auto")
+
+
+def test_explicit_path_must_exist_and_be_a_model(tmp_path):
+    with pytest.raises(CoDiUserError, match="does not exist"):
+        resolve_model(str(tmp_path / "missing"))
+    with pytest.raises(CoDiUserError, match="no model_index.json"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "model_index.json").write_text("{not json")
+    with pytest.raises(CoDiUserError, match="cannot be read"):
+        resolve_model(tmp_path)
+    folder = make_model(tmp_path / "converted")
+    assert resolve_model(str(folder)).kind == "full"
+
+
+def test_missing_embedded_model_says_how_to_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_store, "EMBEDDED_DIR", tmp_path / "gone")
+    with pytest.raises(CoDiUserError, match="python -m codi.embedded build"):
+        resolve_model("auto")
