@@ -17,9 +17,6 @@ from pathlib import Path
 
 import torch
 
-from codi.convert.registry import all_specs
-from codi.convert.tokenizers import save_tokenizers
-from codi.convert.writer import write_component, write_model_index
 from codi.official_config import FULL_CODI_CONFIG, OfficialConfig
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -128,6 +125,10 @@ def randomise_(module: torch.nn.Module, generator: torch.Generator) -> int:
 
 def build(dst: Path = EMBEDDED_DIR, vocab_dir: Path = VOCAB_DIR, seed: int = SEED) -> Path:
     """Write the tiny random model as a converted folder (fp16 safetensors + tokenizers)."""
+    from codi.convert.registry import all_specs
+    from codi.convert.tokenizers import save_tokenizers
+    from codi.convert.writer import write_component, write_model_index
+
     dst = Path(dst)
     if dst.exists():
         shutil.rmtree(dst)

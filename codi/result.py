@@ -39,15 +39,21 @@ class GenerationResult:
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         fps = float(self.metadata.get("settings", {}).get("fps", 4.0))
+        if self.videos and self.audios:
+            self.metadata["video_audio"] = {
+                "reconcile": reconcile,
+                "video_duration_s": round(len(self.videos[0]) / fps, 3),
+                "audio_duration_s": round(len(self.audios[0]) / AUDIO_SAMPLE_RATE, 3),
+            }
         for i, image in enumerate(self.images):
             written.append(save_png(image, out_dir / f"{stem}_image_{i}.png", self.metadata))
         for i, frames in enumerate(self.videos):
             audio = self.audios[i] if i < len(self.audios) else None
-            path = out_dir / f"{stem}_video_{i}.mp4"
-            written.append(
-                save_mp4(frames, fps, path, audio=audio, audio_rate=AUDIO_SAMPLE_RATE,
-                         reconcile=reconcile, metadata=self.metadata)
+            info = save_mp4(
+                frames, fps, out_dir / f"{stem}_video_{i}.mp4", audio=audio,
+                audio_rate=AUDIO_SAMPLE_RATE, reconcile=reconcile, metadata=self.metadata,
             )
+            written.append(info.path)
         for i, wave in enumerate(self.audios):
             path = out_dir / f"{stem}_audio_{i}.wav"
             written.append(save_wav(wave, AUDIO_SAMPLE_RATE, path, self.metadata))
