@@ -1,0 +1,163 @@
+"""CoDiPipeline end to end on the embedded tiny model: every modality, mixing, seeds, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codi.embedded import EMBEDDED_DIR
+from codi.errors import CoDiUserError, GenerationCancelled
+from codi.media.writers import read_png_metadata
+from codi.pipeline import CoDiPipeline
+from codi.request import ConditionInput, GenerationRequest, GenerationSettings
+
+
+@pytest.fixture(scope="module")
+def pipe() -> CoDiPipeline:
+    return CoDiPipeline.from_pretrained(EMBEDDED_DIR)
+
+
+def fast(**overrides) -> GenerationSettings:
+    values = {"steps": 2, "image_size": 64, "num_frames": 3, "seed": 11} | overrides
+    return GenerationSettings(**values)
+
+
+def sine(seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def picture(color: tuple[int, int, int], size: tuple[int, int] = (80, 60)) -> Image.Image:
+    return Image.new("RGB", size, color)
+
+
+def run(pipe, inputs, outputs, **settings):
+    return pipe(GenerationRequest(inputs, outputs, fast(**settings)))
+
+
+@pytest.mark.parametrize("output", ["image", "video", "audio", "text"])
+def test_each_output_alone(pipe, output):
+    result = run(pipe, [ConditionInput("text", "a bell")], [output])
+    if output == "image":
+        assert [im.size for im in result.images] == [(64, 64)]
+    elif output == "video":
+        assert result.videos[0].shape == (3, 64, 64, 3) and result.videos[0].dtype == np.uint8
+    elif output == "audio":
+        assert result.audios[0].shape == (163872,)
+        assert np.all(np.abs(result.audios[0]) <= 1)
+    else:
+        assert isinstance(result.texts[0], str)
+    assert result.metadata["outputs"] == [output]
+
+
+def test_all_inputs_to_all_outputs_and_files(pipe, tmp_path):
+    frames = np.zeros((4, 48, 64, 3), dtype=np.uint8)
+    frames[:, :, :32] = 200
+    inputs = [
+        ConditionInput("text", "rain"),
+        ConditionInput("image", picture((200, 30, 30))),
+        ConditionInput("audio", sine()),
+        ConditionInput("video", frames),
+    ]
+    result = run(pipe, inputs, ["text", "image", "audio", "video"], num_samples=2)
+    assert len(result.images) == len(result.videos) == len(result.audios) == len(result.texts) == 2
+    paths = result.save(tmp_path)
+    assert sorted(p.suffix for p in paths) == [".mp4"] * 2 + [".png"] * 2 + [".txt"] * 2 + [".wav"] * 2
+    meta = read_png_metadata(next(p for p in paths if p.suffix == ".png"))
+    assert meta["settings"]["seed"] == 11
+    assert meta["video_audio"]["reconcile"] == "trim_audio"
+    assert meta["model"]["kind"] == "embedded-random"
+    assert meta["model"]["weights_sha256"]["unet_image"]
+
+
+def test_same_seed_same_result_other_seed_other_result(pipe):
+    text = [ConditionInput("text", "a red square")]
+    first = run(pipe, text, ["image", "audio"])
+    again = run(pipe, text, ["image", "audio"])
+    other = run(pipe, text, ["image", "audio"], seed=12)
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
+    assert np.array_equal(first.audios[0], again.audios[0])
+    assert not np.array_equal(np.asarray(first.images[0]), np.asarray(other.images[0]))
+
+
+def test_missing_seed_is_drawn_and_recorded(pipe):
+    result = run(pipe, [ConditionInput("text", "x")], ["image"], seed=None)
+    seed = result.metadata["settings"]["seed"]
+    assert isinstance(seed, int)
+    replay = run(pipe, [ConditionInput("text", "x")], ["image"], seed=seed)
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(replay.images[0]))
+
+
+def conditioning_of(pipe, inputs, **settings):
+    from codi.inputs import decode_inputs
+
+    settings = fast(**settings)
+    rng = pipe.random_sources(settings.seed, official=False)
+    return pipe.encode_conditions(decode_inputs(inputs, pipe.limits), settings, rng)
+
+
+def test_two_images_are_mixed_by_their_weights(pipe):
+    red, blue = picture((220, 20, 20)), picture((20, 20, 220))
+    conditioning = conditioning_of(
+        pipe, [ConditionInput("image", red, 3.0), ConditionInput("image", blue, 1.0)]
+    )
+    red_token, blue_token = (e.cond for e in conditioning.encoded)
+    uncond, cond = conditioning.context.chunk(2)
+    assert torch.allclose(cond, 0.75 * red_token + 0.25 * blue_token, atol=1e-6)
+    assert torch.allclose(uncond, conditioning.encoded[0].uncond, atol=1e-6)
+    swapped = conditioning_of(
+        pipe, [ConditionInput("image", red, 1.0), ConditionInput("image", blue, 3.0)]
+    )
+    assert not torch.allclose(swapped.context, conditioning.context)
+
+
+def test_guidance_one_skips_the_unconditional_pass(pipe):
+    conditioning = conditioning_of(pipe, [ConditionInput("text", "x")], guidance_scale=1.0)
+    assert conditioning.context.shape[0] == 1
+    result = run(pipe, [ConditionInput("text", "x")], ["image"], guidance_scale=1.0)
+    assert result.images
+
+
+def test_negative_text_replaces_the_unconditional_token(pipe):
+    plain = conditioning_of(pipe, [ConditionInput("text", "x")])
+    negative = conditioning_of(pipe, [ConditionInput("text", "x")], negative_text="blurry")
+    assert torch.equal(plain.context[1], negative.context[1])
+    assert not torch.equal(plain.context[0], negative.context[0])
+
+
+def test_progress_and_cancellation(pipe):
+    seen = []
+    run_steps = GenerationRequest([ConditionInput("text", "x")], ["image"], fast(steps=3))
+    pipe(run_steps, on_step=lambda i, n: seen.append((i, n)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+    cancel = threading.Event()
+
+    def stop_after_first(step, total):
+        cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        pipe(run_steps, on_step=stop_after_first, cancel=cancel)
+
+
+@pytest.mark.parametrize(
+    "inputs, outputs, settings, message",
+    [
+        ([], ["image"], {}, "at least one input"),
+        ([ConditionInput("text", "x")], [], {}, "at least one output"),
+        ([ConditionInput("text", "  ")], ["image"], {}, "text input is empty"),
+        ([ConditionInput("text", "x")], ["smell"], {}, "Unknown output"),
+        ([ConditionInput("text", "x", -1)], ["image"], {}, "weight"),
+        ([ConditionInput("text", "x")], ["image"], {"image_size": 100}, "multiple of 64"),
+        ([ConditionInput("text", "x")], ["video"], {"num_frames": 31}, "frames"),
+        ([ConditionInput("image", b"not an image")], ["image"], {}, "not an image"),
+        ([ConditionInput("audio", np.full(100, np.nan, np.float32))], ["image"], {}, "NaN"),
+    ],
+)
+def test_bad_requests_are_user_errors(pipe, inputs, outputs, settings, message):
+    with pytest.raises(CoDiUserError, match=message):
+        run(pipe, inputs, outputs, **settings)
