@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from codi.convert.core import DTYPES, ConversionReport, convert
-from codi.convert.manifest import manifest_sources
+from codi.convert.manifest import compare_param_counts, is_param_count_manifest, manifest_sources
 from codi.convert.sources import OFFICIAL_REPO, CheckpointError, iter_sources, resolve_sources
 from codi.official_config import OfficialConfig
 
@@ -60,10 +60,28 @@ def format_report(report: ConversionReport, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
+def check_param_counts(path: Path, official: OfficialConfig) -> int:
+    """Compare parameter totals; the key/shape manifest beside the file names the unused keys."""
+    keys = path.parent / "codi_full_state_dict.json.gz"
+    if not keys.exists():
+        print(f"error: {keys} (the key/shape manifest) is needed beside {path}", file=sys.stderr)
+        return 2
+    rows = compare_param_counts(path, keys, official)
+    print(f"{'official submodule':<36s} {'official':>14s} {'ours':>14s} {'unused':>11s}")
+    for row in rows:
+        flag = "OK" if row.ok else "MISMATCH"
+        print(f"{row.group:<36s} {row.official:>14,d} {row.ours:>14,d} {row.unused:>11,d} {flag}")
+    ok = all(row.ok for row in rows)
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     official = OfficialConfig.full()
     try:
+        if args.check_manifest is not None and is_param_count_manifest(args.check_manifest):
+            return check_param_counts(args.check_manifest, official)
         if args.check_manifest is not None:
             report = convert(manifest_sources(args.check_manifest), official, dst=None)
         else:
