@@ -206,3 +206,33 @@ def test_cli_reports_and_exits(tmp_path, capsys, monkeypatch):
     assert cli.main([str(src), str(tmp_path / "dst2")]) == 1
     assert "UNMAPPED official keys: 1" in capsys.readouterr().out
     assert cli.main([str(tmp_path / "missing"), str(tmp_path / "dst3")]) == 2
+
+
+def test_official_layout_files_convert_end_to_end(tiny_weights, fixture_dir, tmp_path, capsys):
+    """The tiny official model, split into .pth files the way the release is, in fp16."""
+    src = tmp_path / "official"
+    src.mkdir()
+    groups = {
+        "CoDi_video_diffuser_8frames.pth": "model.diffusion_model.unet_image.",
+        "CoDi_text_diffuser.pth": "model.diffusion_model.unet_text.",
+        "CoDi_audio_diffuser_m.pth": "model.diffusion_model.unet_audio.",
+    }
+    rest = dict(tiny_weights)
+    for name, prefix in groups.items():
+        part = {k: rest.pop(k).half() for k in list(rest) if k.startswith(prefix)}
+        torch.save(part, src / name)
+    torch.save({"module." + k: v.half() if v.is_floating_point() else v for k, v in rest.items()},
+               src / "CoDi_encoders.pth")
+    dst = tmp_path / "converted"
+    config = str(fixture_dir / "index.json")
+    assert cli.main([str(src), str(dst), "--dtype", "fp32", "--config", config]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK")
+    index = json.loads((dst / "model_index.json").read_text())
+    assert set(index["weights_sha256"]) >= {"unet_image", "unet_text", "clip_vision", "clap"}
+
+    from codi.weights import load_component
+
+    unet = load_component(dst, "unet_audio")
+    official = tiny_weights["model.diffusion_model.unet_audio.out.2.weight"]
+    assert unet.conv_out.weight.dtype == torch.float32
+    assert torch.equal(unet.conv_out.weight, official.half().float())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variant", choices=["fp16"], help="Hub only: take checkpoints_fp16/")
     parser.add_argument("--vocab", type=Path, metavar="DIR",
                         help="tokenizer vocab files to save with the model (default: the Hub)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="a non-default architecture: a parity index.json (its _meta) or the "
+                             "_meta object alone (default: the released CoDi)")
     parser.add_argument("--check-manifest", type=Path, metavar="FILE",
                         help="map a key/shape manifest instead of real weights; write nothing")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every key in the report")
@@ -60,6 +64,17 @@ def format_report(report: ConversionReport, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
+def official_config(path: Path | None) -> OfficialConfig:
+    """The released CoDi, or the architecture described by a parity-format JSON file."""
+    if path is None:
+        return OfficialConfig.full()
+    data = json.loads(path.read_text())
+    meta = data.get("_meta", data)
+    if "tiny_config" not in meta:
+        raise ValueError(f"{path} has no _meta.tiny_config (the official model configuration)")
+    return OfficialConfig.from_fixture_meta(meta)
+
+
 def check_param_counts(path: Path, official: OfficialConfig) -> int:
     """Compare parameter totals; the key/shape manifest beside the file names the unused keys."""
     keys = path.parent / "codi_full_state_dict.json.gz"
@@ -78,8 +93,8 @@ def check_param_counts(path: Path, official: OfficialConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    official = OfficialConfig.full()
     try:
+        official = official_config(args.config)
         if args.check_manifest is not None and is_param_count_manifest(args.check_manifest):
             return check_param_counts(args.check_manifest, official)
         if args.check_manifest is not None:
