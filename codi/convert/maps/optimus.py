@@ -67,6 +67,10 @@ SPECS: list[ComponentSpec] = [
         model_class=OptimusEncoder,
         build=build_encoder,
         map_tensor=map_encoder,
+        unused=(
+            (r"embeddings\.position_ids",
+             "position-id buffer that older transformers saved; regenerated"),
+        ),
     ),
     ComponentSpec(
         name="optimus_decoder",
