@@ -43,6 +43,8 @@ class GenerationSettings:
 
     steps: int = 50
     guidance_scale: float = 7.5
+    #: Replaces the empty prompt as the unconditional token of every text input; with no text
+    #: input it is the whole unconditional context.
     negative_text: str | None = None
     seed: int | None = None
     image_size: int = 256

@@ -26,6 +26,8 @@ class GenerationResult:
     audios: list[np.ndarray] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The files written by the last `save()`.
+    paths: list[Path] = field(default_factory=list)
 
     def save(self, out_dir: Path, stem: str = "codi", reconcile: str = "trim_audio") -> list[Path]:
         """Write every output into out_dir (PNG, MP4, WAV, TXT, each with the metadata).
@@ -59,4 +61,5 @@ class GenerationResult:
             written.append(save_wav(wave, AUDIO_SAMPLE_RATE, path, self.metadata))
         for i, text in enumerate(self.texts):
             written.append(save_text(text, out_dir / f"{stem}_text_{i}.txt", self.metadata))
-        return [Path(p) for p in written]
+        self.paths = [Path(p) for p in written]
+        return self.paths

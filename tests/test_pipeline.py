@@ -66,6 +66,7 @@ def test_all_inputs_to_all_outputs_and_files(pipe, tmp_path):
     result = run(pipe, inputs, ["text", "image", "audio", "video"], num_samples=2)
     assert len(result.images) == len(result.videos) == len(result.audios) == len(result.texts) == 2
     paths = result.save(tmp_path)
+    assert paths == result.paths
     assert sorted(p.suffix for p in paths) == [".mp4"] * 2 + [".png"] * 2 + [".txt"] * 2 + [".wav"] * 2
     meta = read_png_metadata(next(p for p in paths if p.suffix == ".png"))
     assert meta["settings"]["seed"] == 11
