@@ -162,3 +162,30 @@ def test_progress_and_cancellation(pipe):
 def test_bad_requests_are_user_errors(pipe, inputs, outputs, settings, message):
     with pytest.raises(CoDiUserError, match=message):
         run(pipe, inputs, outputs, **settings)
+
+
+def test_video_file_with_its_soundtrack_as_an_extra_input(pipe, tmp_path):
+    from codi.media.writers import save_mp4
+
+    frames = np.random.default_rng(0).integers(0, 255, (8, 64, 96, 3), dtype=np.uint8)
+    clip = save_mp4(frames, 4.0, tmp_path / "clip.mp4", audio=sine(2.0), audio_rate=16000).path
+    result = run(pipe, [ConditionInput("video", clip, use_soundtrack=True)], ["text"])
+    modalities = [item["modality"] for item in result.metadata["inputs"]]
+    assert modalities == ["video", "audio"]
+    assert result.metadata["inputs"][1]["source"].endswith("(soundtrack)")
+
+
+def test_real_photo_and_recording(pipe, tmp_path):
+    from conftest import SHARED
+
+    media = SHARED / "media"
+    if not (media / "cat.jpg").exists():
+        pytest.skip(f"needs the real test media at {media} (../shared/media is absent)")
+    inputs = [
+        ConditionInput("image", media / "cat.jpg"),
+        ConditionInput("audio", media / "guitar_sound.flac", 0.5),
+    ]
+    result = run(pipe, inputs, ["image", "audio"])
+    paths = result.save(tmp_path)
+    assert {p.suffix for p in paths} == {".png", ".wav"}
+    assert [i["weight"] for i in result.metadata["inputs"]] == [1.0, 0.5]
