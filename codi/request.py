@@ -86,7 +86,8 @@ def validate_request(request: GenerationRequest) -> None:
     _check(bool(request.inputs), "Give at least one input (text, image, audio or video).")
     _check(bool(request.outputs), "Choose at least one output (text, image, audio or video).")
     for output in request.outputs:
-        _check(output in MODALITIES, f"Unknown output {output!r}; choose from {', '.join(MODALITIES)}.")
+        _check(output in MODALITIES,
+               f"Unknown output {output!r}; choose from {', '.join(MODALITIES)}.")
     _check(len(set(request.outputs)) == len(request.outputs), "Each output can be chosen once.")
     for item in request.inputs:
         _check(item.modality in MODALITIES,

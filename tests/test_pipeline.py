@@ -67,7 +67,8 @@ def test_all_inputs_to_all_outputs_and_files(pipe, tmp_path):
     assert len(result.images) == len(result.videos) == len(result.audios) == len(result.texts) == 2
     paths = result.save(tmp_path)
     assert paths == result.paths
-    assert sorted(p.suffix for p in paths) == [".mp4"] * 2 + [".png"] * 2 + [".txt"] * 2 + [".wav"] * 2
+    suffixes = sorted(p.suffix for p in paths)
+    assert suffixes == [".mp4"] * 2 + [".png"] * 2 + [".txt"] * 2 + [".wav"] * 2
     meta = read_png_metadata(next(p for p in paths if p.suffix == ".png"))
     assert meta["settings"]["seed"] == 11
     assert meta["video_audio"]["reconcile"] == "trim_audio"

@@ -19,9 +19,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m codi.convert",
         description="Convert the official CoDi checkpoints into a CoDi Studio model folder.",
     )
-    parser.add_argument("src", nargs="?", help=f"folder, file, or Hub repo id (e.g. {OFFICIAL_REPO})")
+    parser.add_argument(
+        "src", nargs="?", help=f"folder, file, or Hub repo id (e.g. {OFFICIAL_REPO})"
+    )
     parser.add_argument("dst", nargs="?", type=Path, help="output folder")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), help="cast floating weights (default: keep)")
+    parser.add_argument(
+        "--dtype", choices=sorted(DTYPES), help="cast floating weights (default: keep)"
+    )
     parser.add_argument("--variant", choices=["fp16"], help="Hub only: take checkpoints_fp16/")
     parser.add_argument("--vocab", type=Path, metavar="DIR",
                         help="tokenizer vocab files to save with the model (default: the Hub)")
@@ -49,7 +53,9 @@ def format_report(report: ConversionReport, verbose: bool = False) -> str:
         if verbose:
             lines += [f"    {key}" for key in sorted(report.unused)]
     for name, keys in sorted(report.filled.items()):
-        lines.append(f"{name}: {len(keys)} keys missing from the files, set to their official init:")
+        lines.append(
+            f"{name}: {len(keys)} keys missing from the files, set to their official init:"
+        )
         for key, reason in sorted(keys.items()):
             lines.append(f"    {key} ({reason})")
     for name, reason in sorted(report.absent.items()):

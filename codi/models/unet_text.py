@@ -368,9 +368,11 @@ class CoDiTextConnectors(ModelMixin, ConfigMixin):
             )
 
         levels = range(len(widths))
-        self.down_connectors = nn.ModuleList(connector_list(l, num_res_blocks[l]) for l in levels)
+        self.down_connectors = nn.ModuleList(
+            connector_list(level, num_res_blocks[level]) for level in levels
+        )
         self.up_connectors = nn.ModuleList(
-            connector_list(l, num_res_blocks[l] + 1) for l in reversed(levels)
+            connector_list(level, num_res_blocks[level] + 1) for level in reversed(levels)
         )
         for group in (*self.down_connectors, *self.up_connectors):
             for transformer in group:

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.dir / "index.json").is_file():
         print(f"error: {args.dir} has no index.json (not a parity fixture folder)", file=sys.stderr)
         return 2
-    results = run_parity(args.dir, args.vocab, args.only, on_result=lambda r: print(r.line(), flush=True))
+    results = run_parity(
+        args.dir, args.vocab, args.only, on_result=lambda r: print(r.line(), flush=True)
+    )
     print(summary(results))
     return 0 if results and not any(r.status == "fail" for r in results) else 1
 

@@ -78,7 +78,8 @@ def official_config_of(fixture_dir: Path) -> OfficialConfig:
 def load_weights(fixture_dir: Path) -> dict[str, torch.Tensor]:
     """The fixture model's official-layout state dict; parameters upcast to float32."""
     index = read_index(fixture_dir)
-    path = Path(fixture_dir) / index["_meta"].get("weights_file", "tiny_codi_weights.safetensors.gz")
+    name = index["_meta"].get("weights_file", "tiny_codi_weights.safetensors.gz")
+    path = Path(fixture_dir) / name
     raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
     state = load_safetensors_bytes(raw)
     return {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}

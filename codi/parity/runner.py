@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from codi.convert.core import ConversionReport, convert
+from codi.models.attention import set_attention_backend
 from codi.parity.checks import CHECKS
 from codi.parity.fixtures import (
     Comparison,
@@ -21,7 +22,6 @@ from codi.parity.fixtures import (
     official_config_of,
     read_index,
 )
-from codi.models.attention import set_attention_backend
 from codi.weights import load_component
 
 

@@ -34,8 +34,8 @@ from codi.parity.tolerances import (
     TRAJECTORY_ATOL,
 )
 from codi.pipeline import CoDiPipeline, Conditioning
-from codi.result import GenerationResult
 from codi.request import ConditionInput, GenerationRequest, GenerationSettings
+from codi.result import GenerationResult
 from codi.sampling import StepResult
 from codi.tokenizers import tokenizers_from_vocab
 
@@ -193,17 +193,16 @@ def check_pipeline(ctx: FixtureContext) -> list[Comparison]:
 def decoded_comparisons(ctx, result, modality: str, suffix: str) -> list[Comparison]:
     """The decoded media against the official decoded media (uint8 ±1, waveform, strings)."""
     t = ctx.tensors
-    if modality == "image" and f"decoded_uint8.{suffix}" in t:
+    pixels, waveform = f"decoded_uint8.{suffix}", f"decoded_waveform.{suffix}"
+    if modality == "image" and pixels in t:
         ours = torch.from_numpy(np.stack([np.asarray(im) for im in result.images]))
-        return [Comparison(f"decoded_uint8.{suffix}", ours, t[f"decoded_uint8.{suffix}"], PIXEL_ATOL)]
-    if modality == "video" and f"decoded_uint8.{suffix}" in t:
+        return [Comparison(pixels, ours, t[pixels], PIXEL_ATOL)]
+    if modality == "video" and pixels in t:
         ours = torch.from_numpy(np.stack(result.videos))
-        return [Comparison(f"decoded_uint8.{suffix}", ours, t[f"decoded_uint8.{suffix}"], PIXEL_ATOL)]
-    if modality == "audio" and f"decoded_waveform.{suffix}" in t:
+        return [Comparison(pixels, ours, t[pixels], PIXEL_ATOL)]
+    if modality == "audio" and waveform in t:
         ours = torch.from_numpy(np.stack(result.audios))[:, None]
-        return [
-            Comparison(f"decoded_waveform.{suffix}", ours, t[f"decoded_waveform.{suffix}"], FORWARD_ATOL)
-        ]
+        return [Comparison(waveform, ours, t[waveform], FORWARD_ATOL)]
     expected = ctx.entry.get("extra", {}).get(f"decoded_text.{suffix.split('_')[0]}")
     if modality == "text" and expected is not None:
         same = torch.tensor([float(a == b) for a, b in zip(result.texts, expected)])

@@ -1,4 +1,4 @@
-"""DDIM trajectories (fixtures ddim_*): our scheduler + joint UNet forward vs the official sampler."""
+"""DDIM trajectories (fixtures ddim_*): our scheduler + joint UNet vs the official sampler."""
 
 from __future__ import annotations
 
