@@ -1,32 +1,84 @@
-"""Start CoDi Studio: `python app.py [--model DIR] [--host H] [--port P] [--share]`."""
+"""Start CoDi Studio: `python app.py [--model DIR] [--host H] [--port P] [--share] [--auth U:P]`.
+
+Every flag has an environment fallback (CODI_MODEL_DIR, CODI_HOST, CODI_PORT, CODI_SHARE,
+CODI_AUTH, CODI_QUEUE_SIZE, CODI_WORKERS, and the runtime's CODI_DEVICE, CODI_DTYPE, ...), so a
+Space or a container can configure it without a command line. The page works offline (no
+analytics, no Hub calls).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+TRUE = ("1", "true", "yes", "on")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
+    """"user:pass" or "u1:p1,u2:p2" → [(user, pass), ...]; None when empty."""
+    if not text:
+        return None
+    pairs = []
+    for item in text.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"--auth / CODI_AUTH: write user:password, got {item.strip()!r}")
+        pairs.append((user, password))
+    return pairs
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="CoDi Studio")
-    parser.add_argument("--model", type=Path, default=os.environ.get("CODI_MODEL_DIR"),
-                        help="converted model folder (env CODI_MODEL_DIR)")
-    parser.add_argument("--host", default=os.environ.get("CODI_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("CODI_PORT", "7860")))
-    parser.add_argument("--share", action="store_true", help="public Gradio share link")
-    return parser.parse_args(argv)
+    from codi.runtime import add_runtime_arguments
+
+    p = argparse.ArgumentParser(description="CoDi Studio: any-to-any generation in the browser")
+    p.add_argument("--model", default=_env("CODI_MODEL_DIR", "auto"),
+                   help="model folder, 'embedded' or 'auto' (env CODI_MODEL_DIR; default auto: "
+                        "the downloaded full model, else the embedded tiny random one)")
+    p.add_argument("--host", default=_env("CODI_HOST") or _env("GRADIO_SERVER_NAME")
+                   or ("0.0.0.0" if _env("SPACE_ID") else "127.0.0.1"),
+                   help="interface to listen on (env CODI_HOST, then GRADIO_SERVER_NAME; "
+                        "0.0.0.0 on a Hugging Face Space; else 127.0.0.1)")
+    p.add_argument("--port", type=int,
+                   default=int(_env("CODI_PORT") or _env("GRADIO_SERVER_PORT") or "7860"),
+                   help="port (env CODI_PORT, then GRADIO_SERVER_PORT; default 7860)")
+    p.add_argument("--share", action="store_true",
+                   default=(_env("CODI_SHARE", "") or "").lower() in TRUE,
+                   help="also open a public gradio.live link (env CODI_SHARE=1)")
+    p.add_argument("--auth", default=_env("CODI_AUTH"), metavar="USER:PASS[,USER:PASS]",
+                   help="require a login (env CODI_AUTH)")
+    p.add_argument("--queue-size", type=int, default=int(_env("CODI_QUEUE_SIZE", "16")),
+                   help="most requests waiting at once (env CODI_QUEUE_SIZE)")
+    p.add_argument("--workers", type=int, default=int(_env("CODI_WORKERS", "1")),
+                   help="generations running at once (env CODI_WORKERS)")
+    add_runtime_arguments(p)
+    args = p.parse_args(argv)
+    if args.workers < 1 or args.queue_size < 1:
+        p.error("--workers and --queue-size must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from ui.app import build_app
+    from codi.errors import CoDiUserError
+    from codi.runtime import options_from_args
+    from ui.app import build_app, launch_options
+    from ui.studio import Studio
 
-    build_app(args.model).queue().launch(
-        server_name=args.host, server_port=args.port, share=args.share
-    )
+    try:
+        studio = Studio(args.model, runtime=options_from_args(args))
+    except CoDiUserError as error:
+        raise SystemExit(f"error: {error}") from None
+    app = build_app(studio)
+    app.queue(default_concurrency_limit=args.workers, max_size=args.queue_size)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share,
+               auth=parse_auth(args.auth), **launch_options())
 
 
 if __name__ == "__main__":

@@ -1,28 +1,64 @@
-"""What the studio says about the model it found (folder, components, conversion report)."""
+"""What the studio says about its model: which one, precision, device, memory, how to upgrade."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from codi.model_store import ResolvedModel
 from codi.weights import available_components
 
 HOW_TO_GET_CODI = (
-    "Convert the official CoDi weights (≈20 GB download) with\n\n"
-    "```\npython -m codi.convert ZinengTang/CoDi models/codi --dtype fp16\n```\n\n"
-    "then start the studio with `python app.py --model models/codi`."
+    "For real results download the full CoDi once (≈10 GB, converted on the fly): "
+    "`python -m codi download --variant fp16`, then restart `python app.py` — `--model auto` "
+    "picks it up."
 )
 
 
-def model_status_markdown(model_dir: Path | None) -> str:
-    """A short Markdown report on the model folder the studio was started with."""
-    if model_dir is None or not Path(model_dir).is_dir():
-        where = f"`{model_dir}` does not exist. " if model_dir else ""
-        return f"**No converted CoDi model loaded.** {where}\n\n{HOW_TO_GET_CODI}"
+def folder_size_bytes(folder: Path) -> int:
+    """Total size of the weight files of a model folder."""
+    return sum(p.stat().st_size for p in Path(folder).glob("*/*.safetensors"))
+
+
+def memory_line(device: str) -> str:
+    """GPU memory in use on CUDA; the process's resident memory elsewhere (Linux)."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return f"GPU memory {(total - free) / 2**30:.1f} / {total / 2**30:.1f} GiB in use"
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return ""
+    return f"RAM {pages * os.sysconf('SC_PAGE_SIZE') / 2**30:.1f} GiB in use by the studio"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def status_markdown(model: ResolvedModel, device: str, dtype: str) -> str:
+    """The banner: model, precision, device, memory, and the way to the full model."""
+    facts = [f"precision **{dtype}**", f"device **{device}**",
+             f"weights {_size(folder_size_bytes(model.folder))}"]
+    memory = memory_line(device)
+    if memory:
+        facts.append(memory)
+    if model.kind == "embedded-random":
+        return (
+            "**Model: the embedded tiny random-weight CoDi** — it runs the whole any-to-any "
+            "path offline, but its outputs are noise. " + " · ".join(facts) + "\n\n"
+            + HOW_TO_GET_CODI
+        )
+    return f"**Model: CoDi** (`{model.folder}`, {model.kind}) · " + " · ".join(facts)
+
+
+def model_details_markdown(model_dir: Path) -> str:
+    """The components of a model folder and what its conversion report says is missing."""
     components = available_components(model_dir)
-    if not components:
-        return f"**`{model_dir}` holds no converted components.**\n\n{HOW_TO_GET_CODI}"
-    lines = [f"**Model folder** `{model_dir}` — {len(components)} components:", ""]
+    lines = [f"Folder `{model_dir}` — {len(components)} components:", ""]
     lines += [f"- `{name}`" for name in components]
     report_path = Path(model_dir) / "conversion_report.json"
     if report_path.exists():

@@ -1,0 +1,192 @@
+"""The studio's engine: one pipeline, per-session cancellation, results saved as files.
+
+The UI hands it a validated `GenerationRequest` and gets back file paths and metadata; it never
+sees a tensor. Generation runs through `run_pipeline`, which ZeroGPU may move onto a GPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codi.cli import pick_device, pick_dtype
+from codi.media.limits import MediaLimits
+from codi.model_store import resolve_model
+from codi.pipeline import CoDiPipeline
+from codi.request import GenerationRequest
+from codi.result import GenerationResult
+from codi.runtime import RuntimeOptions
+from ui.history import thumbnail
+from ui.status import status_markdown
+from ui.zerogpu import estimate_gpu_seconds, gpu_task
+
+ProgressFn = Callable[..., Any]
+
+
+def _quiet_libraries() -> None:
+    """No weight-loading bars in the server log: the page shows the progress."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+@gpu_task(duration=lambda pipeline, request, on_step, cancel: estimate_gpu_seconds(request))
+def run_pipeline(
+    pipeline: CoDiPipeline,
+    request: GenerationRequest,
+    on_step: Callable[[int, int], None],
+    cancel: threading.Event,
+) -> GenerationResult:
+    """One generation (on ZeroGPU: inside a GPU slot sized by `estimate_gpu_seconds`)."""
+    return pipeline(request, on_step=on_step, cancel=cancel)
+
+
+def _no_progress(step: int, total: int) -> None:
+    """`on_step` when nobody watches."""
+
+
+@dataclass
+class StudioResult:
+    """A finished generation as files: what the result widgets and the history show."""
+
+    outputs: list[str]
+    texts: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    audio: str | None = None
+    video: str | None = None
+    files: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    thumbnail: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def seed(self) -> int:
+        return int(self.metadata["settings"]["seed"])
+
+
+def step_reporter(progress: ProgressFn) -> Callable[[int, int], None]:
+    """An `on_step` that reports "step k/N, about T s left" (the rate measured from step 1)."""
+    started = time.perf_counter()
+    first: list[float] = []
+
+    def on_step(step: int, total: int) -> None:
+        now = time.perf_counter()
+        if not first:
+            first.append(now)
+        if step >= total:
+            desc = "Decoding the outputs…"
+        else:
+            per_step = (now - first[0]) / (step - 1) if step > 1 else now - started
+            desc = f"Denoising: step {step}/{total}, about {per_step * (total - step):.0f} s left"
+        progress((step, total), desc=desc, unit="steps")
+
+    return on_step
+
+
+class Studio:
+    """Owns the pipeline and the session bookkeeping; thread-safe for several workers."""
+
+    def __init__(
+        self,
+        model: str | Path | None = "auto",
+        runtime: RuntimeOptions | None = None,
+        output_dir: Path | None = None,
+        limits: MediaLimits | None = None,
+    ) -> None:
+        _quiet_libraries()
+        self.model = resolve_model(model)
+        options = runtime or RuntimeOptions.from_env()
+        self.device = pick_device(options.device)
+        torch_dtype = pick_dtype(options.dtype, self.device)
+        self.dtype = str(torch_dtype).removeprefix("torch.")
+        engine = {} if options.engine_is_default() else {"runtime": options}
+        self.pipeline = CoDiPipeline.from_pretrained(
+            self.model.folder, device=self.device, dtype=torch_dtype, **engine
+        )
+        self.runtime = self.pipeline.runtime.summary(self.pipeline.device, torch_dtype)
+        self.limits = limits or MediaLimits()
+        self.pipeline.limits = self.limits
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="codi-studio-"))
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._counter = itertools.count(1)
+
+    @property
+    def embedded(self) -> bool:
+        return self.model.kind == "embedded-random"
+
+    def status(self) -> str:
+        return status_markdown(self.model, self.device, self.dtype)
+
+    def runtime_markdown(self) -> str:
+        """The runtime options in force (set when the studio starts), one line."""
+        r = self.runtime
+        budget = f"{r['memory_budget_gb']:g} GB" if r["memory_budget_gb"] else "none"
+        return (f"Runs on **{r['device']}** in **{r['dtype']}** · attention {r['attention']} · "
+                f"quantize {r['quantize']} · offload {r['offload']} · memory budget {budget}. "
+                "Set these when starting: `python app.py --device … --dtype … --quantize … "
+                "--offload …` (or CODI_DEVICE, CODI_DTYPE, …).")
+
+    def cancel(self, session: str) -> bool:
+        """Ask the session's running generation to stop after its current step."""
+        with self._lock:
+            event = self._cancels.get(session)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def generate(
+        self, request: GenerationRequest, session: str, progress: ProgressFn | None = None
+    ) -> StudioResult:
+        """Run one request and save its outputs (CoDiUserError / GenerationCancelled escape)."""
+        event = threading.Event()
+        with self._lock:
+            self._cancels[session] = event
+        started = time.perf_counter()
+        try:
+            on_step = step_reporter(progress) if progress is not None else _no_progress
+            result = run_pipeline(self.pipeline, request, on_step, event)
+        finally:
+            with self._lock:
+                if self._cancels.get(session) is event:
+                    del self._cancels[session]
+        folder = self.output_dir / f"{next(self._counter):04d}"
+        paths = [str(p) for p in result.save(folder)]
+        return self._as_files(request, result, paths, folder, time.perf_counter() - started)
+
+    def _as_files(
+        self, request: GenerationRequest, result: GenerationResult, paths: list[str],
+        folder: Path, seconds: float,
+    ) -> StudioResult:
+        by_suffix = {s: [p for p in paths if p.endswith(s)] for s in (".png", ".wav", ".mp4")}
+        notices = list(result.metadata.get("notices", []))
+        mux = result.metadata.get("video_audio")
+        if mux and mux["audio_duration_s"] > mux["video_duration_s"]:
+            notices.append(
+                f"The video lasts {mux['video_duration_s']:g} s and the audio "
+                f"{mux['audio_duration_s']:g} s: the MP4 plays the first "
+                f"{mux['video_duration_s']:g} s of the sound; the WAV has all of it."
+            )
+        return StudioResult(
+            outputs=list(request.outputs),
+            texts=list(result.texts),
+            images=by_suffix[".png"],
+            audio=(by_suffix[".wav"] or [None])[0],
+            video=(by_suffix[".mp4"] or [None])[0],
+            files=paths,
+            metadata=result.metadata,
+            notices=notices,
+            thumbnail=str(thumbnail(result, folder / "thumbnail.png")),
+            seconds=seconds,
+        )
