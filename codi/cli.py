@@ -1,4 +1,4 @@
-"""`python -m codi generate | download | models`: CoDi from the command line.
+"""`python -m codi generate | download | models | plan`: CoDi from the command line.
 
 The CLI only turns flags into a `GenerationRequest`; files are decoded by the pipeline's media
 layer. A mistake a person can fix (`CoDiUserError`) prints one line, `error: <message>`, and
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codi.errors import CoDiUserError, GenerationCancelled
+from codi.runtime import add_runtime_arguments, options_from_args
 from codi.request import (
     MODALITIES,
     ConditionInput,
@@ -24,12 +25,12 @@ from codi.request import (
 
 USER_ERROR_STATUS = 2
 CANCELLED_STATUS = 130
-DTYPE_NAMES = ("auto", "fp32", "fp16", "bf16")
+PLAN_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "int4")
 _WEIGHT = re.compile(r"(?P<modality>[a-z]+)(?::(?P<index>\d+))?=(?P<value>.+)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `python -m codi` parser with its three commands."""
+    """The `python -m codi` parser with its commands."""
     parser = argparse.ArgumentParser(prog="python -m codi", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(commands.add_parser("generate", help="generate outputs from inputs"))
@@ -40,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="model folder (default: the cache, see `models`)")
     models = commands.add_parser("models", help="show which model `--model auto` uses")
     models.add_argument("--model", default="auto", help="a model folder, 'embedded' or 'auto'")
+    plan = commands.add_parser("plan", help="which components a request loads, and their memory")
+    plan.add_argument("--inputs", default="text", metavar="LIST",
+                      help=f"comma-separated input kinds, from {','.join(MODALITIES)}")
+    plan.add_argument("--outputs", default="image", metavar="LIST",
+                      help=f"comma-separated output kinds, from {','.join(MODALITIES)}")
+    plan.add_argument("--dtype", choices=PLAN_PRECISIONS, default="fp16",
+                      help="weight precision (int8/int4: the large Linear layers, the rest fp16)")
+    plan.add_argument("--full-size", action="store_true",
+                      help="plan for the real CoDi (5.7 B parameters; no weights needed)")
+    plan.add_argument("--model", default="auto", help="model folder, 'embedded' or 'auto'")
     return parser
 
 
@@ -78,10 +89,8 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     run.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR")
     run.add_argument("--name", default="codi", help="file name stem of the outputs")
     run.add_argument("--model", default="auto", help="model folder, 'embedded' or 'auto'")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--dtype", choices=DTYPE_NAMES, default="auto",
-                     help="auto = fp16 on CUDA, fp32 on CPU")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_arguments(p)
 
 
 def parse_weights(specs: list[str], counts: dict[str, int]) -> dict[tuple[str, int | None], float]:
@@ -150,12 +159,12 @@ def pick_device(name: str) -> str:
 
 
 def pick_dtype(name: str, device: str):
-    """`auto` → fp16 on CUDA, fp32 elsewhere."""
+    """`auto` → fp16 on a GPU, fp32 on CPU (as RuntimeOptions)."""
     import torch
 
-    if name == "auto":
-        name = "fp16" if device.startswith("cuda") else "fp32"
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    from codi.runtime import RuntimeOptions
+
+    return RuntimeOptions(dtype=name).torch_dtype(torch.device(device))
 
 
 def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -185,10 +194,12 @@ def run_generate(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     if model.note:
         print(f"note: {model.note}", file=sys.stderr)
-    device = pick_device(args.device)
+    options = options_from_args(args)
+    device = pick_device(options.device)
     _quiet_libraries()
-    dtype = pick_dtype(args.dtype, device)
-    pipeline = CoDiPipeline.from_pretrained(model.folder, device=device, dtype=dtype)
+    dtype = pick_dtype(options.dtype, device)
+    engine = {} if options.engine_is_default() else {"runtime": options}
+    pipeline = CoDiPipeline.from_pretrained(model.folder, device=device, dtype=dtype, **engine)
     on_step, close = progress_callback(not args.quiet)
     try:
         result = pipeline(request, on_step=on_step)
@@ -234,6 +245,30 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_plan(args: argparse.Namespace) -> int:
+    from codi.memory_plan import format_plan, plan_request
+
+    def kinds(flag: str, value: str) -> list[str]:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        bad = [n for n in names if n not in MODALITIES]
+        if not names or bad:
+            raise CoDiUserError(f"--{flag} {value!r}: list kinds from {', '.join(MODALITIES)}.")
+        return names
+
+    inputs, outputs = kinds("inputs", args.inputs), kinds("outputs", args.outputs)
+    if args.full_size:
+        folder, title = None, "full-size CoDi (OfficialConfig.full(), built on the meta device)"
+    else:
+        from codi.model_store import resolve_model
+
+        folder = resolve_model(args.model).folder
+        title = f"model: {folder}"
+    _quiet_libraries()
+    plan = plan_request(inputs, outputs, args.dtype, folder)
+    print(format_plan(plan, f"{title}\n{','.join(inputs)} -> {','.join(outputs)}"))
+    return 0
+
+
 def _quiet_libraries() -> None:
     """Hide the libraries' loading bars and dtype chatter; our own bar shows the progress."""
     from diffusers.utils import logging as diffusers_logging
@@ -244,7 +279,9 @@ def _quiet_libraries() -> None:
     transformers_logging.disable_progress_bar()
 
 
-COMMANDS = {"generate": run_generate, "download": run_download, "models": run_models}
+COMMANDS = {
+    "generate": run_generate, "download": run_download, "models": run_models, "plan": run_plan,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

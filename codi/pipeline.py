@@ -2,7 +2,10 @@
 
 `__call__` reads like the algorithm: check the request → decode the inputs → encode each input to
 one token → mix the tokens → draw the starting noise → denoise all outputs together → decode.
-Components are opened from the converted folder only when a request needs them.
+Components are opened from the converted folder only when a request needs them, and a
+`ResidencyManager` (codi/residency.py) keeps on the device only what the current stage
+(encoders → UNets → decoders) and the memory budget allow. Running out of memory retries once with more
+offloading, then fails with a `CoDiUserError` that says what to change.
 """
 
 from __future__ import annotations
@@ -27,13 +30,23 @@ from codi.inputs import DecodedInput, decode_inputs
 from codi.media.limits import MediaLimits
 from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
 from codi.request import GenerationRequest, GenerationSettings
+from codi.residency import IMAGE_ONLY, ResidencyManager
 from codi.result import GenerationResult
+from codi.runtime import RuntimeOptions
 from codi.sampling import make_scheduler, sample_ddim
 
 #: The audio latent is fixed by the AudioLDM VAE: 1024 mel frames (10.24 s) × 64 bins, /4 each.
 AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS = 256, 16
 #: The SD VAE downsamples by 8.
 VAE_FACTOR = 8
+#: The component that encodes each input modality.
+ENCODER_OF_MODALITY = {"text": "clip_text", "image": "clip_vision", "video": "clip_vision",
+                       "audio": "clap"}
+#: The components that decode each output modality.
+DECODERS_OF_MODALITY = {"image": ("vae_image",), "video": ("vae_image",),
+                        "audio": ("vae_audio", "vocoder"), "text": ("optimus_decoder",)}
+#: What running out of memory raises on each device (torch.cuda.OutOfMemoryError on CUDA).
+OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 
 
 @dataclass
@@ -57,6 +70,8 @@ class CoDiPipeline:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         limits: MediaLimits | None = None,
+        runtime: RuntimeOptions | None = None,
+        load_variant: Callable[[str, str], torch.nn.Module] | None = None,
     ) -> None:
         self._load = load_component
         self.available = set(available)
@@ -67,18 +82,25 @@ class CoDiPipeline:
         self.dtype = dtype
         self.limits = limits or MediaLimits()
         self.scheduler = make_scheduler()
-        self._components: dict[str, torch.nn.Module] = {}
+        self.runtime = runtime or RuntimeOptions(device=self.device.type)
+        self.residency = ResidencyManager(load_component, self.device, self.runtime, load_variant)
         self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
         cls,
         folder: Path | str,
-        device: str = "cpu",
+        device: str | None = None,
         dtype: torch.dtype | None = None,
         vocab_dir: Path | None = None,
+        runtime: RuntimeOptions | None = None,
     ) -> CoDiPipeline:
-        """Open a converted folder (model_index.json + one sub-folder per component)."""
+        """Open a converted folder (model_index.json + one sub-folder per component).
+
+        Without `runtime`, the pipeline runs in float32 on the CPU (or on `device`/`dtype`). With
+        it, `runtime` picks the device and dtype (unless given here) and how components are
+        placed; `RuntimeOptions.from_env()` reads the CODI_* environment variables.
+        """
         from codi.convert.tokenizers import load_tokenizers
         from codi.tokenizers import tokenizers_from_vocab
         from codi.weights import available_components, load_component
@@ -91,6 +113,10 @@ class CoDiPipeline:
                 "Convert the official weights with `python -m codi.convert` or `python -m codi download`."
             )
         index = json.loads(index_path.read_text())
+        if runtime is not None:
+            device = device or str(runtime.torch_device())
+            dtype = dtype or runtime.torch_dtype(torch.device(device))
+        device = device or "cpu"
         dtype = dtype or torch.float32
         info = {
             "model_id": index.get("model_id", folder.name),
@@ -107,20 +133,39 @@ class CoDiPipeline:
             model_info=info,
             device=device,
             dtype=dtype,
+            runtime=runtime,
+            load_variant=lambda name, variant: _load_variant(folder, name, variant, dtype),
         )
 
     # -- components ---------------------------------------------------------------------------
 
-    def component(self, name: str) -> torch.nn.Module:
-        """A component, opened and moved to the pipeline's device on first use."""
+    def component(self, name: str, variant: str | None = None) -> torch.nn.Module:
+        """A component on the pipeline's device, opened on first use (see codi/residency.py).
+
+        `variant` IMAGE_ONLY accepts "unet_image" without its video layers (image outputs only).
+        """
         with self._lock:
-            if name not in self._components:
-                if name not in self.available:
-                    raise CoDiUserError(
-                        f"This model has no '{name}' component, so it cannot serve this request."
-                    )
-                self._components[name] = self._load(name).to(self.device).eval()
-            return self._components[name]
+            if name not in self.available:
+                raise CoDiUserError(
+                    f"This model has no '{name}' component, so it cannot serve this request."
+                )
+            return self.residency.get(name, variant)
+
+    def stage_components(
+        self, stage: str, inputs: list[str], outputs: list[str], settings: GenerationSettings
+    ) -> list[str]:
+        """The components one stage of a request uses: "encode", "denoise" or "decode"."""
+        if stage == "encode":
+            names = [ENCODER_OF_MODALITY[m] for m in inputs]
+            if settings.negative_text:
+                names.append("clip_text")
+        elif stage == "denoise":
+            names = [UNET_OF_MODALITY[m] for m in outputs]
+            if len(outputs) > 1:
+                names += [n + "_connectors" for n in names if n + "_connectors" in self.available]
+        else:
+            names = [n for m in outputs for n in DECODERS_OF_MODALITY[m]]
+        return list(dict.fromkeys(names))
 
     def connectors(self, outputs: list[str]) -> dict[str, torch.nn.Module | None] | None:
         """Each output's connectors when the model has them (the released weights do not)."""
@@ -138,20 +183,62 @@ class CoDiPipeline:
         on_step: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> GenerationResult:
-        """Generate every requested output from every input. See the module docstring."""
+        """Generate every requested output from every input. See the module docstring.
+
+        On running out of memory, retries once with the next stronger offload mode (kept for later
+        requests); if that fails too, raises CoDiUserError saying what to change.
+        """
+        try:
+            return self._generate(request, on_step, cancel)
+        except OUT_OF_MEMORY as error:
+            first = error
+        before = self.runtime.offload
+        stronger = self.residency.escalate()
+        if stronger is not None:
+            self.runtime = self.residency.options
+            try:
+                result = self._generate(request, on_step, cancel)
+                result.metadata["notices"].append(
+                    f"ran out of memory with offload={before}; retried with offload={stronger}"
+                )
+                return result
+            except OUT_OF_MEMORY as error:
+                first = error
+                self.residency.clear()
+        raise CoDiUserError(
+            f"Not enough memory on {self.device} for this request (offload={self.runtime.offload}"
+            f", dtype={str(self.dtype).removeprefix('torch.')}). Try fewer samples, a smaller size "
+            "or fewer frames, --quantize int8, --offload sequential, or --device cpu."
+        ) from first
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        on_step: Callable[[int, int], None] | None,
+        cancel: threading.Event | None,
+    ) -> GenerationResult:
         started = time.perf_counter()
         request.validate()
         settings = request.settings
         seed = settings.seed if settings.seed is not None else secrets.randbits(63)
         rng = self.random_sources(seed, settings.official_randomness)
         inputs = decode_inputs(request.inputs, self.limits)
+        modalities = [item.modality for item in inputs]
+
+        def stage(name: str) -> None:
+            names = self.stage_components(name, modalities, request.outputs, settings)
+            self.residency.stage(n for n in names if n in self.available)
+
+        stage("encode")
         conditioning = self.encode_conditions(inputs, settings, rng)
+        stage("denoise")
         latents = self.prepare_latents(request.outputs, settings, rng.torch_generator)
         encoded_at = time.perf_counter()
         final = self.denoise(
             latents, conditioning.context, settings, rng, on_step=on_step, cancel=cancel
         )
         denoised_at = time.perf_counter()
+        stage("decode")
         result = self.decode(final, settings, seed, rng.torch_generator)
         result.metadata = self.metadata(request, inputs, seed)
         result.metadata["timings_s"] = {
@@ -224,7 +311,11 @@ class CoDiPipeline:
     ) -> dict[str, torch.Tensor]:
         """DDIM with guidance over every output at once; cancellable between steps."""
         outputs = list(latents)
-        unets = {m: self.component(UNET_OF_MODALITY[m]) for m in outputs}
+        image_only = IMAGE_ONLY if "video" not in outputs else None
+        unets = {
+            m: self.component(n, image_only if n == "unet_image" else None)
+            for m, n in ((m, UNET_OF_MODALITY[m]) for m in outputs)
+        }
         connectors = self.connectors(outputs)
         context = context.to(self.device, self.dtype)
 
@@ -296,5 +387,27 @@ class CoDiPipeline:
             "model": self.model_info,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "runtime": self.runtime.summary(self.device, self.dtype),
             "notices": [notice for item in inputs for notice in item.notices],
         }
+
+
+def _load_variant(folder: Path, name: str, variant: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A lighter build of a component: IMAGE_ONLY is "unet_image" without its video layers (their
+    stored weights are left unread)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from codi.weights import load_component
+
+    if (name, variant) != ("unet_image", IMAGE_ONLY):
+        return load_component(folder, name, dtype)
+    from codi.models.unet_2d import CoDiUNet2DModel
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # it would list every temporal key as unused
+    try:
+        return CoDiUNet2DModel.from_pretrained(
+            Path(folder) / name, torch_dtype=dtype, use_video_architecture=False
+        ).eval()
+    finally:
+        diffusers_logging.set_verbosity(verbosity)

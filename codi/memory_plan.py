@@ -1,0 +1,177 @@
+"""`python -m codi plan`: which components a request needs, their bytes, and the memory peak.
+
+Sizes come from the modules built on the meta device (nothing is allocated), either for a
+converted folder's configs or for the real CoDi (`OfficialConfig.full()`), so the full-size plan
+needs no weights. The peak counts weights only (activations are not included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codi.models.joint import UNET_OF_MODALITY
+from codi.quantization import MIN_FEATURES
+from codi.residency import IMAGE_ONLY, streamed_blocks
+from codi.runtime import QUANTIZABLE
+
+STAGES = ("encode", "denoise", "decode")
+#: Bytes per weight for each plan precision; int8/int4 apply to the large Linear layers only.
+PRECISIONS = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 2, "int4": 2}
+QUANTIZED_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 64}
+
+
+@dataclass
+class ComponentPlan:
+    """One component of a plan: its stage, parameters and bytes at the plan's precision."""
+
+    name: str
+    stage: str
+    variant: str | None
+    params: int
+    nbytes: float
+    streamed_bytes: float  # bytes of its blocks that sequential offload streams
+    largest_block: float  # bytes of the largest of those blocks
+
+
+@dataclass
+class MemoryPlan:
+    components: list[ComponentPlan]
+    precision: str
+
+    @property
+    def total_bytes(self) -> float:
+        return sum(c.nbytes for c in self.components)
+
+    def stage_bytes(self, stage: str) -> float:
+        return sum(c.nbytes for c in self.components if c.stage == stage)
+
+    def peak_bytes(self, offload: str = "none") -> float:
+        """Weights that must coexist: all (none), the largest stage (model), or per stage the
+        non-streamed weights plus one block (sequential)."""
+        if offload == "none":
+            return self.total_bytes
+        if offload == "model":
+            return max(self.stage_bytes(s) for s in STAGES)
+        return max(
+            sum(c.nbytes - c.streamed_bytes for c in self.components if c.stage == s)
+            + max((c.largest_block for c in self.components if c.stage == s), default=0)
+            for s in STAGES
+        )
+
+
+def components_for(
+    inputs: list[str], outputs: list[str], available: set[str]
+) -> list[tuple[str, str, str | None]]:
+    """(component, stage, variant) a request needs, in stage order; connectors only if present."""
+    from codi.pipeline import DECODERS_OF_MODALITY, ENCODER_OF_MODALITY
+
+    needed: dict[str, tuple[str, str | None]] = {}
+    for modality in inputs:
+        needed.setdefault(ENCODER_OF_MODALITY[modality], ("encode", None))
+    unets = list(dict.fromkeys(UNET_OF_MODALITY[m] for m in outputs))
+    for name in unets:
+        variant = IMAGE_ONLY if name == "unet_image" and "video" not in outputs else None
+        needed.setdefault(name, ("denoise", variant))
+    if len(outputs) > 1:
+        for name in unets:
+            if name + "_connectors" in available:
+                needed.setdefault(name + "_connectors", ("denoise", None))
+    for modality in outputs:
+        for name in DECODERS_OF_MODALITY[modality]:
+            needed.setdefault(name, ("decode", None))
+    return [(name, stage, variant) for name, (stage, variant) in needed.items()]
+
+
+def meta_full_size(name: str) -> nn.Module:
+    """Component `name` of the real CoDi, on the meta device."""
+    from codi.convert.registry import spec_by_name
+    from codi.convert.writer import build_on_meta
+    from codi.official_config import OfficialConfig
+
+    return build_on_meta(spec_by_name(name), OfficialConfig.full())
+
+
+def meta_from_folder(folder: Path, name: str) -> nn.Module:
+    """Component `name` of a converted folder, built from its config.json on the meta device."""
+    from diffusers import ModelMixin
+
+    from codi.convert.registry import spec_by_name
+
+    cls = spec_by_name(name).model_class
+    with torch.device("meta"):
+        if issubclass(cls, ModelMixin):
+            return cls.from_config(cls.load_config(Path(folder) / name))
+        return cls(cls.config_class.from_pretrained(Path(folder) / name))
+
+
+def _skipped(key: str, skip: str | None) -> bool:
+    """Whether `key` lies under a sub-module named `skip` (the video layers: "temporal")."""
+    return skip is not None and f".{skip}." in f".{key}"
+
+
+def _tensor_bytes(module: nn.Module, name: str, precision: str, skip: str | None) -> float:
+    """Bytes of `module`'s parameters and buffers at `precision`, leaving out names containing
+    `skip`; the large Linear weights of quantizable components count at their quantized size."""
+    quantized: set[int] = set()
+    if precision in QUANTIZED_BYTES and name in QUANTIZABLE:
+        quantized = {
+            id(m.weight) for m in module.modules()
+            if type(m) is nn.Linear and min(m.in_features, m.out_features) >= MIN_FEATURES
+        }
+    total = 0.0
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    for key, tensor in tensors:
+        if _skipped(key, skip):
+            continue
+        if id(tensor) in quantized:
+            total += tensor.numel() * QUANTIZED_BYTES[precision]
+        elif tensor.is_floating_point():
+            total += tensor.numel() * PRECISIONS[precision]
+        else:
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def plan_request(
+    inputs: list[str],
+    outputs: list[str],
+    precision: str = "fp16",
+    folder: Path | None = None,
+) -> MemoryPlan:
+    """The plan for a request: full-size CoDi when `folder` is None, else that converted folder."""
+    from codi.weights import available_components
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    available = set(available_components(folder)) if folder is not None else set()
+    plans = []
+    for name, stage, variant in components_for(inputs, outputs, available):
+        module = meta_from_folder(folder, name) if folder is not None else meta_full_size(name)
+        skip = "temporal" if variant == IMAGE_ONLY else None
+        params = sum(
+            p.numel() for k, p in module.named_parameters() if not _skipped(k, skip)
+        )
+        blocks = [_tensor_bytes(b, name, precision, skip) for b in streamed_blocks(module)]
+        plans.append(ComponentPlan(
+            name, stage, variant, params, _tensor_bytes(module, name, precision, skip),
+            sum(blocks), max(blocks, default=0.0),
+        ))
+    return MemoryPlan(plans, precision)
+
+
+def format_plan(plan: MemoryPlan, title: str) -> str:
+    """The plan as a plain-text table plus totals."""
+    lines = [title, f"{'component':24s} {'stage':8s} {'params':>14s} {plan.precision + ' GB':>9s}"]
+    for c in plan.components:
+        label = c.name + (" (no video layers)" if c.variant == IMAGE_ONLY else "")
+        lines.append(f"{label:24s} {c.stage:8s} {c.params:14,d} {c.nbytes / 1e9:9.3f}")
+    params = sum(c.params for c in plan.components)
+    lines.append(f"{'total':24s} {'':8s} {params:14,d} {plan.total_bytes / 1e9:9.3f}")
+    lines.append("estimated peak (weights only):")
+    for offload in ("none", "model", "sequential"):
+        lines.append(f"  offload={offload:10s} {plan.peak_bytes(offload) / 1e9:7.3f} GB")
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""How the pipeline runs on this machine: device, precision, attention, quantization, offloading.
+
+One `RuntimeOptions` gathers every knob; it is read from CLI flags and environment variables
+(`CODI_DEVICE`, `CODI_DTYPE`, `CODI_ATTENTION`, `CODI_QUANTIZE`, `CODI_OFFLOAD`,
+`CODI_MEMORY_BUDGET_GB`) and `apply`-ed to each component when the pipeline opens it. The
+defaults (fp32 on CPU, SDPA attention, no quantization, everything resident) leave the float32
+numerics untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from codi.errors import CoDiUserError
+from codi.models.attention import (
+    ATTENTION_BACKENDS,
+    resolve_attention_backend,
+    set_attention_backend,
+)
+from codi.quantization import QUANTIZE_MODES, quantize_linears
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+OFFLOAD_MODES = ("none", "model", "sequential")
+#: Components whose `nn.Linear` layers carry most of their weight; quantization applies to them.
+QUANTIZABLE = frozenset({
+    "unet_image", "unet_audio", "unet_text", "unet_image_connectors", "unet_audio_connectors",
+    "unet_text_connectors", "clip_text", "clip_vision", "clap",
+})
+VAES = frozenset({"vae_image", "vae_audio"})
+ENV = {
+    "device": "CODI_DEVICE", "dtype": "CODI_DTYPE", "attention": "CODI_ATTENTION",
+    "quantize": "CODI_QUANTIZE", "offload": "CODI_OFFLOAD",
+    "memory_budget_gb": "CODI_MEMORY_BUDGET_GB",
+}
+
+
+@dataclass
+class RuntimeOptions:
+    """device: auto | cpu | cuda[:N] | mps. dtype: auto (fp16 on a GPU, as the released weights;
+    fp32 on CPU)
+    | fp32 | fp16 | bf16. attention: sdpa | xformers (CUDA only; falls back to sdpa) | classic
+    (the official einsum). quantize: none | int8 | int4 (bitsandbytes, large Linear layers of the
+    UNets and encoders). offload: none (keep what was opened) | model (per stage: encoders, then
+    UNets, then decoders; the rest leave the device) | sequential (blocks stream to the device one
+    at a time). memory_budget_gb: cap on resident weights; least recently used components leave.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    attention: str = "sdpa"
+    quantize: str = "none"
+    offload: str = "none"
+    memory_budget_gb: float | None = None
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise CoDiUserError naming the bad option and the allowed values."""
+        checks = [
+            ("device", self.device.split(":")[0], DEVICES),
+            ("dtype", self.dtype, ("auto", *DTYPES)),
+            ("attention", self.attention, ATTENTION_BACKENDS),
+            ("quantize", self.quantize, QUANTIZE_MODES),
+            ("offload", self.offload, OFFLOAD_MODES),
+        ]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise CoDiUserError(f"{name} {value!r}: use one of {', '.join(allowed)}.")
+        if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
+            raise CoDiUserError("memory budget: give a positive number of GB.")
+        if self.quantize != "none" and self.offload == "sequential":
+            raise CoDiUserError("quantize and offload=sequential do not combine; use offload=model.")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> RuntimeOptions:
+        """Options from CODI_* variables; `overrides` that are not None win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, variable in ENV.items():
+            if environ.get(variable):
+                values[field] = environ[variable].strip().lower()
+        if "memory_budget_gb" in values:
+            try:
+                values["memory_budget_gb"] = float(values["memory_budget_gb"])
+            except ValueError:
+                raise CoDiUserError(
+                    f"CODI_MEMORY_BUDGET_GB={values['memory_budget_gb']!r} is not a number."
+                ) from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> RuntimeOptions:
+        return dataclasses.replace(self, **changes)
+
+    def engine_is_default(self) -> bool:
+        """Only device/dtype differ from the defaults (nothing else to configure)."""
+        ignored = {"device": self.device, "dtype": self.dtype}
+        return self.replace(**ignored) == RuntimeOptions(**ignored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def torch_device(self) -> torch.device:
+        """The device `auto` resolves to here (cuda, then mps, then cpu)."""
+        if self.device != "auto":
+            if self.device.startswith("cuda") and not torch.cuda.is_available():
+                raise CoDiUserError(
+                    f"device {self.device}: no CUDA GPU is available here; use cpu."
+                )
+            return torch.device(self.device)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+
+    def torch_dtype(self, device: torch.device | None = None) -> torch.dtype:
+        """`auto`: fp16 on a GPU (the released weights' precision; bf16 is an option), fp32 on
+        CPU (bf16 is an option there too)."""
+        if self.dtype != "auto":
+            return DTYPES[self.dtype]
+        device = device or self.torch_device()
+        return torch.float32 if device.type == "cpu" else torch.float16
+
+    def memory_budget_bytes(self) -> float | None:
+        return None if self.memory_budget_gb is None else self.memory_budget_gb * 1e9
+
+    def apply(self, name: str, module: nn.Module, device: torch.device) -> nn.Module:
+        """Configure a freshly opened component `name` (still on the CPU) for `device`."""
+        if self.attention != "sdpa":  # sdpa is what the layers already use
+            set_attention_backend(module, resolve_attention_backend(self.attention, device), device)
+        if self.quantize != "none" and name in QUANTIZABLE:
+            quantize_linears(module, self.quantize, device)
+        if name in VAES:
+            if self.vae_slicing:
+                module.enable_slicing()
+            if self.vae_tiling:
+                module.enable_tiling()
+        if self.channels_last and name.startswith(("unet_image", "unet_audio", "vae")):
+            module.to(memory_format=torch.channels_last)
+        if self.compile and name.startswith("unet"):
+            module.forward = torch.compile(module.forward)
+        return module
+
+    def summary(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """What actually runs (after auto and fallbacks), for result metadata and the UI."""
+        return {
+            **self.to_dict(),
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "attention": resolve_attention_backend(self.attention, device),
+        }
+
+
+def add_runtime_arguments(parser) -> None:
+    """--device/--dtype/--attention/--quantize/--offload/--memory-budget-gb/... (env fallbacks)."""
+    group = parser.add_argument_group("runtime (environment fallbacks: CODI_DEVICE, ...)")
+    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps [CODI_DEVICE]")
+    group.add_argument("--dtype", choices=("auto", *DTYPES),
+                       help="auto = fp16 on a GPU, fp32 on CPU [CODI_DTYPE]")
+    group.add_argument("--attention", choices=ATTENTION_BACKENDS,
+                       help="sdpa (default), xformers (CUDA, falls back to sdpa), classic "
+                            "(official einsum) [CODI_ATTENTION]")
+    group.add_argument("--quantize", choices=QUANTIZE_MODES,
+                       help="int8/int4 weights for the large layers (bitsandbytes) [CODI_QUANTIZE]")
+    group.add_argument("--offload", choices=OFFLOAD_MODES,
+                       help="none (default), model (stage by stage) or sequential (block by "
+                            "block) [CODI_OFFLOAD]")
+    group.add_argument("--memory-budget-gb", type=float, metavar="GB",
+                       help="cap on resident weights [CODI_MEMORY_BUDGET_GB]")
+    group.add_argument("--vae-slicing", action="store_true", default=None,
+                       help="decode one image/frame at a time")
+    group.add_argument("--vae-tiling", action="store_true", default=None,
+                       help="decode large images in tiles")
+    group.add_argument("--channels-last", action="store_true", default=None)
+    group.add_argument("--compile", action="store_true", default=None, help="torch.compile UNets")
+
+
+def options_from_args(args) -> RuntimeOptions:
+    """RuntimeOptions from parsed flags, falling back to the environment, then to the defaults."""
+    names = ("device", "dtype", "attention", "quantize", "offload", "memory_budget_gb",
+             "vae_slicing", "vae_tiling", "channels_last", "compile")
+    return RuntimeOptions.from_env(**{n: getattr(args, n, None) for n in names})
