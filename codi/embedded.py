@@ -78,8 +78,10 @@ def tiny_official() -> OfficialConfig:
     unets = codi["unet_config"]["args"]
     for name in ("unet_image_cfg", "unet_audio_cfg", "unet_text_cfg"):
         unets[name]["args"].update(copy.deepcopy(_TINY_UNET))
-    unets["unet_text_cfg"]["args"].update(  # its key map needs 2 blocks a level, 3 env levels
-        model_channels=32, channel_mult=[1, 1], num_noattn_blocks=[2, 2], second_dim=[2, 2],
+    # The text key map needs 2 blocks a level and 3 environment levels; 64 channels keep at least
+    # two values in every GroupNorm(32) group of the connectors (model_channels / 2 × second_dim).
+    unets["unet_text_cfg"]["args"].update(
+        model_channels=64, channel_mult=[1, 1], num_noattn_blocks=[2, 2], second_dim=[2, 2],
         with_attn=[True, False], with_connector=[True, False], channel_mult_connector=[1, 1, 1],
         num_noattn_blocks_connector=[1, 1, 1], second_dim_connector=[2, 2, 2],
     )

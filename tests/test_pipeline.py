@@ -190,3 +190,8 @@ def test_real_photo_and_recording(pipe, tmp_path):
     paths = result.save(tmp_path)
     assert {p.suffix for p in paths} == {".png", ".wav"}
     assert [i["weight"] for i in result.metadata["inputs"]] == [1.0, 0.5]
+
+
+def test_joint_text_output_without_guidance_and_one_sample(pipe):
+    result = run(pipe, [ConditionInput("text", "x")], ["text", "image"], guidance_scale=1.0)
+    assert len(result.texts) == len(result.images) == 1
