@@ -50,8 +50,14 @@ def test_first_visible_lines_are_the_two_commands():
     assert ci == commands[1] and "pytest" in ci and "requirements-dev.txt" in ci
 
 
+def test_client_snippet_is_the_one_the_studio_tests_run():
+    studio_doc = (README.parent / "docs" / "studio.md").read_text()
+    (snippet,) = [block for block in python_blocks() if "gradio_client" in block]
+    assert f"```python\n{snippet}```" in studio_doc
+
+
 def test_python_example_runs(tmp_path, monkeypatch, capsys):
-    (example,) = python_blocks()
+    (example,) = [block for block in python_blocks() if "CoDiPipeline" in block]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CODI_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CODI_MODEL_DIR", raising=False)
