@@ -1,7 +1,9 @@
 """Mapping official state dicts onto our components, streamed one source file at a time.
 
-`Converter.feed()` takes one official state dict (one file), maps every key through the component
-specs and writes each component as soon as it is complete, so peak memory stays near one file.
+`Converter.feed()` takes one official state dict (one memory-mapped file), maps every key through
+the component specs and writes each component as soon as it is complete. Tensors stay mapped until
+they are written one by one (cast on the way), so the converter itself holds little more than one
+tensor in RAM; the mapped pages are page cache the kernel can drop.
 A component that a later file adds keys to is merged and rewritten. `finish()` fills keys the
 official files lack (with the official construction value, where the spec allows it), writes the
 rest, and leaves a full report. With `dst=None` nothing is written: that is the manifest check.
@@ -81,7 +83,13 @@ class Converter:
         return self._expected[name]
 
     def feed(self, source: str, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Map every key of one official file; write the components it completes."""
+        """Map every key of one official file; write the components it completes.
+
+        A component is written now when it is complete, or when all it lacks has an official
+        init (a later file that adds keys to it rewrites it). What stays pending is copied out of
+        this file's memory map: one mapped tensor kept alive would keep the whole file mapped
+        (the released encoders file is 6 GB; the vocoder lacks two filled keys).
+        """
         touched: set[str] = set()
         for key, tensor in state_dict.items():
             name = self._map_one(key, tensor)
@@ -89,8 +97,10 @@ class Converter:
                 touched.add(name)
                 self._sources.setdefault(name, set()).add(source)
         for name in sorted(touched):
-            if name in self._done or not self._missing(name):
+            if name in self._done or self._fillable(name):
                 self._flush(name)
+        for name, tensors in self._pending.items():
+            self._pending[name] = {key: value.clone() for key, value in tensors.items()}
 
     def finish(self) -> ConversionReport:
         """Fill or report what the files lacked, write the rest, and return the report."""
@@ -148,23 +158,27 @@ class Converter:
                     f"expected {list(expected[our_key].shape)}"
                 )
             else:
-                pending[our_key] = self._cast(value)
+                pending[our_key] = value  # still memory-mapped: cast only when written
         self.report.consumed[key] = spec.name
         return spec.name
-
-    def _cast(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.dtype is not None and tensor.is_floating_point():
-            return tensor.to(self.dtype)
-        return tensor
 
     def _missing(self, name: str) -> list[str]:
         have = self._pending.get(name, {})
         return [k for k in self.expected(name) if k not in have]
 
+    def _fillable(self, name: str) -> bool:
+        """Everything the component still lacks has an official init."""
+        return all(self.specs[name].missing_fill(key) for key in self._missing(name))
+
     def _flush(self, name: str) -> None:
         """Fill what may be filled, check completeness, write the component and free it."""
         spec = self.specs[name]
         tensors = self._pending.pop(name, {})
+        filled = self.report.filled.pop(name, {})
+        for key in tensors:  # written earlier with its official init, now given by a later file
+            filled.pop(key, None)
+        if filled:
+            self.report.filled[name] = filled
         if name in self._done and self.dst is not None:
             tensors = {**_read_written(self.dst / name), **tensors}
         expected = self.expected(name)
@@ -174,16 +188,14 @@ class Converter:
                 self.report.errors.append(f"{name}: {key} is missing and has no official init")
                 continue
             value, reason = fill
-            meta = expected[key]
-            dtype = self.dtype if (self.dtype and meta.is_floating_point()) else meta.dtype
             make = torch.zeros if value == "zeros" else torch.ones
-            tensors[key] = make(meta.shape, dtype=dtype)
+            tensors[key] = make(expected[key].shape, dtype=expected[key].dtype)
             self.report.filled.setdefault(name, {})[key] = reason
         self._done.add(name)
         self.report.written[name] = len(tensors)
         if self.dst is not None and not any(e.startswith(f"{name}:") for e in self.report.errors):
             self.report.sha256[name] = write_component(
-                self.dst / name, spec, self.official, tensors
+                self.dst / name, spec, self.official, tensors, self.dtype
             )
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from codi import __version__
 from codi.convert.spec import ComponentSpec
@@ -15,6 +17,11 @@ from codi.official_config import OfficialConfig
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 TRANSFORMERS_WEIGHTS = "model.safetensors"
+SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}
 
 
 def build_on_meta(spec: ComponentSpec, official: OfficialConfig) -> torch.nn.Module:
@@ -46,18 +53,73 @@ def save_module_config(module: torch.nn.Module, folder: Path) -> None:
 
 
 def write_component(
-    folder: Path, spec: ComponentSpec, official: OfficialConfig, tensors: dict[str, torch.Tensor]
+    folder: Path,
+    spec: ComponentSpec,
+    official: OfficialConfig,
+    tensors: Mapping[str, torch.Tensor],
+    dtype: torch.dtype | None = None,
 ) -> str:
     """config.json + one safetensors file that `spec.model_class.from_pretrained` opens.
 
+    Floating tensors are cast to `dtype` (when given) one at a time as they are written.
     Returns the weights file's sha256, which results record so they can be reproduced.
     """
     folder.mkdir(parents=True, exist_ok=True)
     module = build_on_meta(spec, official)
     save_module_config(module, folder)
-    path = folder / weights_name(module)
-    save_file(_unshared(tensors), str(path), metadata={"format": "pt"})
-    return file_sha256(path)
+    return save_safetensors(tensors, folder / weights_name(module), {"format": "pt"}, dtype)
+
+
+def save_safetensors(
+    tensors: Mapping[str, torch.Tensor],
+    path: Path,
+    metadata: dict[str, str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> str:
+    """Write a safetensors file tensor by tensor and return its sha256.
+
+    Ours rather than `safetensors.torch.save_file`, which needs every tensor materialised in the
+    target dtype up front (a whole component's cast copies). Here at most one cast tensor exists
+    at a time, memory-mapped inputs are read straight from their pages, the hash is computed
+    while writing (no second read), and the file is written beside `path` and renamed, so the
+    inputs may be mapped from `path` itself. Tensors sharing storage need no clone. The layout
+    (widest dtypes first, then by name) is safetensors' own.
+    """
+    def target(tensor: torch.Tensor) -> torch.dtype:
+        return dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+
+    order = sorted(tensors, key=lambda k: (-target(tensors[k]).itemsize, k))
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for key in order:
+        tensor = tensors[key]
+        size = tensor.numel() * target(tensor).itemsize
+        header[key] = {
+            "dtype": SAFETENSORS_DTYPES[target(tensor)],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    digest = hashlib.sha256()
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        for chunk in (struct.pack("<Q", len(blob)), blob):
+            handle.write(chunk)
+            digest.update(chunk)
+        for key in order:
+            tensor = tensors[key]
+            data = _raw_bytes(tensor.to(target(tensor)).contiguous())
+            handle.write(data)
+            digest.update(data)
+    os.replace(partial, path)
+    return digest.hexdigest()
+
+
+def _raw_bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's bytes without a copy (little-endian hosts, as safetensors requires)."""
+    return memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
 
 
 def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
@@ -67,20 +129,6 @@ def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Contiguous tensors, cloning any that share storage (safetensors refuses shared memory)."""
-    seen: set[int] = set()
-    out = {}
-    for key, tensor in tensors.items():
-        tensor = tensor.contiguous()
-        pointer = tensor.untyped_storage().data_ptr()
-        if pointer in seen:
-            tensor = tensor.clone()
-        seen.add(tensor.untyped_storage().data_ptr())
-        out[key] = tensor
-    return out
 
 
 def write_model_index(
