@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from codi.models.joint import UNET_OF_MODALITY
-from codi.quantization import MIN_FEATURES
+from codi.quantization import KEEP_PRECISION, MIN_FEATURES
 from codi.residency import IMAGE_ONLY, streamed_blocks
 from codi.runtime import QUANTIZABLE
 
@@ -119,8 +119,9 @@ def _tensor_bytes(module: nn.Module, name: str, precision: str, skip: str | None
     quantized: set[int] = set()
     if precision in QUANTIZED_BYTES and name in QUANTIZABLE:
         quantized = {
-            id(m.weight) for m in module.modules()
+            id(m.weight) for path, m in module.named_modules()
             if type(m) is nn.Linear and min(m.in_features, m.out_features) >= MIN_FEATURES
+            and not any(part in KEEP_PRECISION for part in path.split(".")[:-1])
         }
     total = 0.0
     tensors = list(module.named_parameters()) + list(module.named_buffers())

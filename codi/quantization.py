@@ -16,6 +16,9 @@ QuantizeMode = Literal["none", "int8", "int4"]
 QUANTIZE_MODES: tuple[str, ...] = ("none", "int8", "int4")
 #: Layers narrower than this stay in full precision: they weigh little and lose the most.
 MIN_FEATURES = 64
+#: Layers under these names stay in full precision: they are small, and the text UNet casts the
+#: time embedding's input to that layer's weight dtype (which would be int8).
+KEEP_PRECISION = ("time_embed",)
 #: bitsandbytes' outlier threshold of LLM.int8() (features above it run in 16-bit).
 INT8_THRESHOLD = 6.0
 
@@ -63,7 +66,8 @@ def quantize_linears(
     device = torch.device(device)
     targets = [
         (parent, name, child)
-        for parent in module.modules()
+        for path, parent in module.named_modules()
+        if not any(part in KEEP_PRECISION for part in path.split("."))
         for name, child in parent.named_children()
         if type(child) is nn.Linear and min(child.in_features, child.out_features) >= min_features
     ]
