@@ -2,7 +2,7 @@
 
     python benchmarks/bench_modes.py --device cuda --size 256 --steps 5 \
         --out bench.json --markdown bench.md
-    python benchmarks/bench_modes.py --device cpu --size 64 --steps 1 --modes t2i,t2a
+    python benchmarks/bench_modes.py --device cpu --size 64 --steps 2 --modes t2i,t2a
 
 Each (mode, config) runs in its own subprocess so that peak memory is clean: CUDA
 `max_memory_allocated` on a GPU, peak RSS (`ru_maxrss`) on the CPU. Weights are random (speed does
@@ -10,14 +10,17 @@ not depend on their values); components are built from `OfficialConfig.full()`.
 
 Configs: "baseline" is the official-style engine (every component resident, `.half()` on a GPU /
 fp32 on CPU, classic einsum attention, the identity connectors computed, video layers in the image
-UNet); "fp32", "half" (fp16 on a GPU, bf16 on CPU), "int8" and "offload" are ours (SDPA, staged
-residency, absent connectors skipped). Ratios are to the baseline of the same run.
+UNet); "fp32", "half" (fp16 on a GPU, bf16 on CPU), "int8" (the rest fp16 on a GPU, fp32 on CPU)
+and "offload" (offload=model at the "half" dtype) are ours (SDPA, staged residency, absent
+connectors skipped). Ratios are to the baseline of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
@@ -111,9 +114,8 @@ def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
 
     gpu = device.startswith("cuda")
     half = torch.float16 if gpu else torch.bfloat16
-    dtype = {"baseline": half if gpu else torch.float32, "half": half}.get(config, torch.float32)
-    if config in ("int8", "offload") and gpu:
-        dtype = torch.float16
+    dtype = {"baseline": half if gpu else torch.float32, "half": half, "offload": half,
+             "int8": torch.float16 if gpu else torch.float32}.get(config, torch.float32)
     runtime = RuntimeOptions(
         device=device,
         attention="classic" if config == "baseline" else "sdpa",
@@ -157,8 +159,17 @@ def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
         "encode_s": timings["encode"], "decode_s": timings["decode"],
         "total_s": time.perf_counter() - started, "peak_gb": peak / 1e9,
         "peak_kind": "cuda_max_allocated" if gpu else "rss",
+        "end_gb": (torch.cuda.memory_allocated() if gpu else _rss_now()) / 1e9,
         "loaded": pipe.residency.loaded(),
     }
+
+
+def _rss_now() -> int:
+    """Resident set size of this process now (Linux), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _needed(name: str, inputs: list[str], outputs: list[str]) -> bool:
@@ -168,19 +179,76 @@ def _needed(name: str, inputs: list[str], outputs: list[str]) -> bool:
     return name in names
 
 
+def planned_gb(mode: str, config: str, device: str) -> float:
+    """Weights (GB) the run will hold at its peak, from `codi plan`'s arithmetic (meta device)."""
+    from codi.memory_plan import plan_request
+
+    gpu = device.startswith("cuda")
+    half = "fp16" if gpu else "bf16"
+    precision = {"half": half, "offload": half, "int8": "int8"}.get(
+        config, "fp16" if gpu and config == "baseline" else "fp32")
+    plan = plan_request(*MODES[mode], precision)
+    peak = plan.peak_bytes("model" if config == "offload" else "none")
+    if config == "baseline":  # the video layers stay in, and the connectors are computed
+        image_only = [c for c in plan.components if c.variant is not None]
+        if image_only:
+            full = plan_request(["text"], ["video"], precision)
+            peak += sum(c.nbytes for c in full.components if c.name == "unet_image")
+            peak -= sum(c.nbytes for c in image_only)
+        if len(MODES[mode][1]) > 1:
+            from codi.memory_plan import meta_full_size
+
+            size = 2 if precision in ("fp16", "bf16") else 4
+            peak += sum(p.numel() * size for c in plan.components if c.stage == "denoise"
+                        for p in meta_full_size(c.name + "_connectors").parameters())
+    if config == "int8" and not gpu:  # measured on CPU: a peak RSS at or above fp32's
+        peak = plan_request(*MODES[mode], "fp32").total_bytes
+    return peak / 1e9
+
+
+def available_gb() -> float:
+    """MemAvailable of this machine (Linux), in GB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return float("inf")
+
+
+def machine() -> dict:
+    """What the run ran on."""
+    info = {"nproc": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine()}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [x.split(":", 1)[1].strip() for x in cpuinfo.read_text().splitlines()
+                 if x.startswith("model name")]
+        info["cpu"] = names[0] if names else info["cpu"]
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        total = meminfo.read_text().split("\n")[0].split()[1]
+        info["ram_gb"] = int(total) * 1024 / 1e9
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
 def markdown(rows: list[dict]) -> str:
-    head = ("| mode | config | dtype | step s | ×baseline | peak GB | ×baseline | total s |\n"
-            "|---|---|---|---|---|---|---|---|")
-    base = {r["mode"]: r for r in rows if r["config"] == "baseline" and "error" not in r}
+    """The rows as a Markdown table, with ratios to the same mode's baseline."""
+    head = ("| mode | config | dtype | step s | ×baseline | peak GB | ×baseline | after GB | "
+            "total s |\n|---|---|---|---|---|---|---|---|---|")
+    base = {r["mode"]: r for r in rows
+            if r["config"] == "baseline" and "error" not in r and "skipped" not in r}
     lines = [head]
     for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['mode']} | {r['config']} | | failed: {r['error'][:60]} | | | | |")
+        if "error" in r or "skipped" in r:
+            why = r.get("skipped") or f"failed: {r['error'][:60]}"
+            lines.append(f"| {r['mode']} | {r['config']} | | {why} | | | | | |")
             continue
         b = base.get(r["mode"])
         ratio = (lambda k: f"{r[k] / b[k]:.2f}" if b else "—")
+        after = f"{r['end_gb']:.2f}" if "end_gb" in r else ""
         lines.append(f"| {r['mode']} | {r['config']} | {r['dtype']} | {r['step_s']:.2f} | "
-                     f"{ratio('step_s')} | {r['peak_gb']:.2f} | {ratio('peak_gb')} | "
+                     f"{ratio('step_s')} | {r['peak_gb']:.2f} | {ratio('peak_gb')} | {after} | "
                      f"{r['total_s']:.1f} |")
     return "\n".join(lines)
 
@@ -195,14 +263,37 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_modes.json"))
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    parser.add_argument("--stop-after", type=float, default=float("inf"), metavar="S",
+                        help="start no new run after S seconds (the rest are marked not run)")
+    parser.add_argument("--margin-gb", type=float, default=2.0,
+                        help="skip a run whose planned weights exceed free RAM minus this (CPU)")
     parser.add_argument("--one", nargs=2, metavar=("MODE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        oom = Path("/proc/self/oom_score_adj")
+        if oom.exists():  # on a shared box, running out of RAM must end this run, not another
+            oom.write_text("1000")
         print(json.dumps(run_one(*args.one, args.device, args.size, args.steps)))
         return 0
-    rows = []
+    rows: list[dict] = []
+    report = {"command": " ".join(sys.argv), "machine": machine(), "rows": rows}
+    began = time.perf_counter()
     for mode in args.modes.split(","):
         for config in args.configs.split(","):
+            need = planned_gb(mode, config, args.device)
+            free = available_gb()
+            skipped = None
+            if time.perf_counter() - began > args.stop_after:
+                skipped = "not run (out of time)"
+            elif not args.device.startswith("cuda") and need + args.margin_gb > free:
+                skipped = f"needs {need:.1f} GB weights, {free:.1f} GB RAM free"
+            if skipped:
+                row = {"mode": mode, "config": config, "planned_gb": need, "skipped": skipped}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                args.out.write_text(json.dumps(report, indent=1))
+                continue
+            load_before = os.getloadavg()
             cmd = [sys.executable, __file__, "--one", mode, config, "--device", args.device,
                    "--size", str(args.size), "--steps", str(args.steps)]
             try:
@@ -212,9 +303,10 @@ def main() -> int:
                     "mode": mode, "config": config, "error": proc.stderr.strip()[-300:]}
             except subprocess.TimeoutExpired:
                 row = {"mode": mode, "config": config, "error": f"timeout {args.timeout}s"}
+            row.update(planned_gb=need, load_before=load_before, load_after=os.getloadavg())
             rows.append(row)
             print(json.dumps(row), flush=True)
-            args.out.write_text(json.dumps(rows, indent=1))
+            args.out.write_text(json.dumps(report, indent=1))
     if args.markdown:
         args.markdown.write_text(markdown(rows) + "\n")
     print(markdown(rows))
