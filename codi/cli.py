@@ -146,16 +146,12 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
 
 
 def pick_device(name: str) -> str:
-    """`auto` → cuda when available, else cpu; anything else is checked."""
-    import torch
+    """`auto` → cuda, then mps, then cpu (the rule of RuntimeOptions); anything else is checked."""
+    from codi.runtime import RuntimeOptions
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CoDiUserError(f"--device {name}: no CUDA GPU is available here; use --device cpu.")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
-        raise CoDiUserError(f"--device {name!r}: use auto, cpu, cuda or cuda:N.")
-    return name
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+        raise CoDiUserError(f"--device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
+    return str(RuntimeOptions(device=name).torch_device())
 
 
 def pick_dtype(name: str, device: str):
