@@ -38,6 +38,7 @@ from codi.request import ConditionInput, GenerationRequest, GenerationSettings
 from codi.result import GenerationResult
 from codi.sampling import StepResult
 from codi.tokenizers import tokenizers_from_vocab
+from codi.weights import available_components
 
 
 def fixture_pipeline(ctx: FixtureContext, dtype: torch.dtype = torch.float32) -> CoDiPipeline:
@@ -47,13 +48,12 @@ def fixture_pipeline(ctx: FixtureContext, dtype: torch.dtype = torch.float32) ->
     if folder is None:
         raise SkipFixture("no converted model folder in this context")
     index = json.loads((Path(folder) / "model_index.json").read_text())
-    available = {p.parent.name for p in Path(folder).glob("*/config.json")}
     load = ctx.model if dtype == torch.float32 else (
         lambda name: copy.deepcopy(ctx.model(name)).to(dtype)
     )
     return CoDiPipeline(
         load_component=load,
-        available=available,
+        available=set(available_components(folder)),
         tokenizers=tokenizers_from_vocab(ctx.vocab_dir),
         codi_constants=index["codi"],
         model_info={"model_id": "parity fixture"},

@@ -6,12 +6,10 @@ import re
 
 import torch
 
+from codi.models.joint import UNET_OF_MODALITY
 from codi.parity.fixtures import Comparison, FixtureContext
 from codi.parity.tolerances import EXACT, TEXT_TRAJECTORY_ATOL, TRAJECTORY_ATOL
 from codi.sampling import StepResult, make_scheduler, sample_ddim
-
-#: Which converted UNet denoises each output modality (video shares the image UNet).
-UNET_OF = {"image": "unet_image", "video": "unet_image", "audio": "unet_audio", "text": "unet_text"}
 
 
 def indexed(tensors: dict[str, torch.Tensor], prefix: str) -> list[tuple[str, str]]:
@@ -37,9 +35,9 @@ def joint_denoiser(ctx: FixtureContext, modalities: list[str]):
     """A `DenoiseFn` over the fixture's outputs, connectors included when there are several."""
     from codi.models.joint import joint_forward
 
-    unets = {m: ctx.model(UNET_OF[m]) for m in modalities}
+    unets = {m: ctx.model(UNET_OF_MODALITY[m]) for m in modalities}
     connectors = (
-        {m: ctx.model(UNET_OF[m] + "_connectors") for m in modalities}
+        {m: ctx.model(UNET_OF_MODALITY[m] + "_connectors") for m in modalities}
         if len(modalities) > 1
         else None
     )
