@@ -35,7 +35,8 @@ from codi.result import GenerationResult
 from codi.runtime import RuntimeOptions
 from codi.sampling import make_scheduler, sample_ddim
 
-#: The audio latent is fixed by the AudioLDM VAE: 1024 mel frames (10.24 s) × 64 bins, /4 each.
+#: The official audio latent: 1024 mel frames (10.24 s) × 64 bins, /4 each (a model folder's
+#: `geometry.audio_latent_frames` may set another length, e.g. CoDi-Nano's 2.56 s).
 AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS = 256, 16
 #: The SD VAE downsamples by 8.
 VAE_FACTOR = 8
@@ -72,12 +73,18 @@ class CoDiPipeline:
         limits: MediaLimits | None = None,
         runtime: RuntimeOptions | None = None,
         load_variant: Callable[[str, str], torch.nn.Module] | None = None,
+        defaults: dict[str, Any] | None = None,
+        geometry: dict[str, Any] | None = None,
     ) -> None:
         self._load = load_component
         self.available = set(available)
         self.tokenizers = tokenizers
         self.scale_factors = {k: float(v) for k, v in codi_constants["scale_factors"].items()}
         self.model_info = model_info
+        #: Settings this model is meant to run with (a nano model: 64 px, ...), over the official ones.
+        self.defaults = dict(defaults or {})
+        self.audio_latent_frames = int((geometry or {}).get("audio_latent_frames",
+                                                            AUDIO_LATENT_FRAMES))
         self.device = torch.device(device)
         self.dtype = dtype
         self.limits = limits or MediaLimits()
@@ -135,7 +142,13 @@ class CoDiPipeline:
             dtype=dtype,
             runtime=runtime,
             load_variant=lambda name, variant: _load_variant(folder, name, variant, dtype),
+            defaults=index.get("defaults"),
+            geometry=index.get("geometry"),
         )
+
+    def default_settings(self, **overrides: Any) -> GenerationSettings:
+        """GenerationSettings with this model's defaults, then `overrides`."""
+        return GenerationSettings(**{**self.defaults, **overrides})
 
     # -- components ---------------------------------------------------------------------------
 
@@ -161,15 +174,17 @@ class CoDiPipeline:
                 names.append("clip_text")
         elif stage == "denoise":
             names = [UNET_OF_MODALITY[m] for m in outputs]
-            if len(outputs) > 1:
+            if len(outputs) > 1 and settings.connectors:
                 names += [n + "_connectors" for n in names if n + "_connectors" in self.available]
         else:
             names = [n for m in outputs for n in DECODERS_OF_MODALITY[m]]
         return list(dict.fromkeys(names))
 
-    def connectors(self, outputs: list[str]) -> dict[str, torch.nn.Module | None] | None:
+    def connectors(
+        self, outputs: list[str], enabled: bool = True
+    ) -> dict[str, torch.nn.Module | None] | None:
         """Each output's connectors when the model has them (the released weights do not)."""
-        if len(outputs) < 2:
+        if len(outputs) < 2 or not enabled:
             return None
         names = {m: UNET_OF_MODALITY[m] + "_connectors" for m in outputs}
         return {m: self.component(n) if n in self.available else None for m, n in names.items()}
@@ -285,7 +300,7 @@ class CoDiPipeline:
             return (4, settings.num_frames, side, side)
         if modality == "audio":
             channels = self.component("unet_audio").config.in_channels
-            return (channels, AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS)
+            return (channels, self.audio_latent_frames, AUDIO_LATENT_BINS)
         return (self.component("unet_text").config.in_channels,)
 
     def prepare_latents(
@@ -316,7 +331,7 @@ class CoDiPipeline:
             m: self.component(n, image_only if n == "unet_image" else None)
             for m, n in ((m, UNET_OF_MODALITY[m]) for m in outputs)
         }
-        connectors = self.connectors(outputs)
+        connectors = self.connectors(outputs, settings.connectors)
         context = context.to(self.device, self.dtype)
 
         def denoise_fn(model_in, timesteps, ctx):

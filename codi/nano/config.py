@@ -76,7 +76,9 @@ def nano_official(scale_factors: dict[str, float] | None = None) -> OfficialConf
     codi = copy.deepcopy(FULL_CODI_CONFIG)
     unets = codi["unet_config"]["args"]
     unets["unet_image_cfg"]["args"].update(copy.deepcopy(_UNET_COMMON))
-    unets["unet_audio_cfg"]["args"].update(copy.deepcopy(_UNET_COMMON), channel_mult=[1, 1])
+    # The audio latent is 64×16: attention only on the half-resolution level keeps it cheap.
+    unets["unet_audio_cfg"]["args"].update(
+        copy.deepcopy(_UNET_COMMON), channel_mult=[1, 1], with_attn=[False, True])
     unets["unet_text_cfg"]["args"].update(copy.deepcopy(_UNET_TEXT))
     codi["autokl_cfg"]["args"]["ddconfig"].update(
         ch=32, ch_mult=[1, 2, 2, 2], num_res_blocks=1, resolution=IMAGE_SIZE)
