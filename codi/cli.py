@@ -69,22 +69,29 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("outputs and settings")
     out.add_argument("--outputs", default="image", metavar="LIST",
                      help=f"comma-separated, from {','.join(MODALITIES)} (default: image)")
-    out.add_argument("--steps", type=int, default=d.steps)
-    out.add_argument("--guidance", type=float, default=d.guidance_scale, help="guidance scale")
+    out.add_argument("--steps", type=int,
+                     help=f"denoising steps (default: the model's; official {d.steps})")
+    out.add_argument("--guidance", type=float,
+                     help=f"guidance scale (default: the model's; official {d.guidance_scale})")
     out.add_argument("--negative", metavar="PROMPT", help="negative prompt")
     out.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
-    out.add_argument("--size", type=int, default=d.image_size, help="image/video side in pixels")
-    out.add_argument("--frames", type=int, default=d.num_frames, help="video frames")
-    out.add_argument("--fps", type=float, default=d.fps, help="video frames per second")
+    out.add_argument("--size", type=int, help="image/video side in pixels (default: the "
+                     f"model's; official {d.image_size})")
+    out.add_argument("--frames", type=int,
+                     help=f"video frames (default: the model's; official {d.num_frames})")
+    out.add_argument("--fps", type=float,
+                     help=f"video frames per second (default: the model's; official {d.fps:g})")
     out.add_argument("--samples", type=int, default=d.num_samples, help="samples per output")
     out.add_argument("--text-mode", choices=["sample", "greedy"], default=d.text_decoding.mode)
     out.add_argument("--temperature", type=float, default=d.text_decoding.temperature)
     out.add_argument("--max-tokens", type=int, default=d.text_decoding.max_tokens)
     out.add_argument("--official-preprocessing", action="store_true",
                      help="reproduce the official code's random crops, flips and noise draws")
-    out.add_argument("--cross-modal", action="store_true",
-                     help="connectors attend to the other outputs (the paper's intent; "
-                          "not official)")
+    out.add_argument("--cross-modal", action=argparse.BooleanOptionalAction,
+                     help="connectors attend to the other outputs (the paper's intent; not "
+                          "official; default: the model's — on for CoDi-Nano, off otherwise)")
+    out.add_argument("--no-connectors", action="store_true",
+                     help="generate several outputs independently (connectors off)")
     run = p.add_argument_group("where and how")
     run.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR")
     run.add_argument("--name", default="codi", help="file name stem of the outputs")
@@ -120,8 +127,15 @@ def parse_weights(specs: list[str], counts: dict[str, int]) -> dict[tuple[str, i
     return weights
 
 
-def build_request(args: argparse.Namespace) -> GenerationRequest:
-    """The request the flags describe, validated."""
+def build_request(
+    args: argparse.Namespace, model_defaults: dict | None = None
+) -> GenerationRequest:
+    """The request the flags describe, validated; flags left out take the model's defaults."""
+    base = GenerationSettings(**(model_defaults or {}))
+
+    def flag_or(value, default):
+        return default if value is None else value
+
     given = {"text": args.text, "image": args.image, "audio": args.audio, "video": args.video}
     weights = parse_weights(args.weight, {m: len(v) for m, v in given.items()})
     inputs = []
@@ -133,11 +147,15 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
                 use_soundtrack=modality == "video" and args.video_soundtrack,
             ))
     settings = GenerationSettings(
-        steps=args.steps, guidance_scale=args.guidance, negative_text=args.negative,
-        seed=args.seed, image_size=args.size, num_frames=args.frames, fps=args.fps,
+        steps=flag_or(args.steps, base.steps),
+        guidance_scale=flag_or(args.guidance, base.guidance_scale), negative_text=args.negative,
+        seed=args.seed, image_size=flag_or(args.size, base.image_size),
+        num_frames=flag_or(args.frames, base.num_frames), fps=flag_or(args.fps, base.fps),
         num_samples=args.samples,
         text_decoding=TextDecoding(args.text_mode, args.temperature, args.max_tokens),
-        official_randomness=args.official_preprocessing, cross_modal=args.cross_modal,
+        official_randomness=args.official_preprocessing,
+        cross_modal=flag_or(args.cross_modal, base.cross_modal),
+        connectors=not args.no_connectors,
     )
     outputs = [o.strip() for o in args.outputs.split(",") if o.strip()]
     request = GenerationRequest(inputs=inputs, outputs=outputs, settings=settings)
@@ -183,11 +201,11 @@ def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callab
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from codi.model_store import resolve_model
+    from codi.model_store import read_model_index, resolve_model
     from codi.pipeline import CoDiPipeline
 
-    request = build_request(args)
     model = resolve_model(args.model)
+    request = build_request(args, read_model_index(model.folder).get("defaults"))
     if model.note:
         print(f"note: {model.note}", file=sys.stderr)
     options = options_from_args(args)

@@ -53,6 +53,19 @@ def test_defaults_are_the_official_settings():
     assert not s.official_randomness
 
 
+def test_left_out_flags_take_the_model_defaults_and_given_flags_win():
+    args = cli.build_parser().parse_args(["generate", "--text", "x", "--steps", "7"])
+    model = {"image_size": 64, "num_frames": 8, "fps": 4.0, "steps": 25, "guidance_scale": 3.0,
+             "cross_modal": True}
+    s = cli.build_request(args, model).settings
+    assert (s.steps, s.guidance_scale, s.image_size, s.fps, s.cross_modal) == (7, 3.0, 64, 4.0, True)
+    assert s.connectors
+    args = cli.build_parser().parse_args(
+        ["generate", "--text", "x", "--no-cross-modal", "--no-connectors"])
+    s = cli.build_request(args, model).settings
+    assert not s.cross_modal and not s.connectors
+
+
 @pytest.mark.parametrize("weight, message", [
     ("image", "write KIND=W"), ("smell=1", "not one of"), ("text=abc", "not a number"),
     ("audio=1", "no audio input"), ("text:2=1", "there are 1 text inputs"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,10 @@ def slot_modality(slot: str) -> str:
     return slot.rstrip("2")
 
 
-def default_form(embedded: bool = False) -> dict[str, Any]:
-    """The form as the page opens: first slots on, second slots off, official settings."""
-    settings = GenerationSettings()
+def default_form(embedded: bool = False, model_defaults: dict | None = None) -> dict[str, Any]:
+    """The form as the page opens: first slots on, second slots off, the model's settings
+    (the official ones unless the model folder says otherwise, as CoDi-Nano does)."""
+    settings = GenerationSettings(**(model_defaults or {}))
     form: dict[str, Any] = {}
     for slot in SLOTS:
         form[slot] = "" if slot_modality(slot) == "text" else None
@@ -67,13 +69,15 @@ def default_form(embedded: bool = False) -> dict[str, Any]:
     return form
 
 
-def complete_form(values: dict[str, Any], embedded: bool = False) -> dict[str, Any]:
+def complete_form(
+    values: dict[str, Any], embedded: bool = False, model_defaults: dict | None = None
+) -> dict[str, Any]:
     """`values` over the defaults; unknown names are a user error (a typo in an API call)."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise CoDiUserError(f"Unknown field(s) {', '.join(unknown)}; the fields are: "
                             f"{', '.join(FIELDS)}.")
-    return default_form(embedded) | values
+    return default_form(embedded, model_defaults) | values
 
 
 def _has_value(value: Any) -> bool:
@@ -144,6 +148,20 @@ def settings_from_form(form: dict[str, Any]) -> GenerationSettings:
             _whole(form["max_tokens"], "Text length"),
         ),
     )
+
+
+#: GenerationSettings fields the form sets; the others (cross_modal, connectors, ...) take the
+#: model's defaults (`apply_model_defaults`).
+FORM_SETTINGS = frozenset({"steps", "guidance_scale", "negative_text", "seed", "image_size",
+                           "num_frames", "fps", "num_samples", "text_decoding"})
+
+
+def apply_model_defaults(
+    settings: GenerationSettings, model_defaults: dict[str, Any] | None
+) -> GenerationSettings:
+    """`settings` with the model's defaults for every setting the form does not show."""
+    hidden = {k: v for k, v in (model_defaults or {}).items() if k not in FORM_SETTINGS}
+    return replace(settings, **hidden)
 
 
 def request_from_form(form: dict[str, Any]) -> GenerationRequest:

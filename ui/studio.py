@@ -22,6 +22,7 @@ from codi.pipeline import CoDiPipeline
 from codi.request import GenerationRequest
 from codi.result import GenerationResult
 from codi.runtime import RuntimeOptions
+from ui.form import apply_model_defaults
 from ui.history import thumbnail
 from ui.status import status_markdown
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
@@ -150,6 +151,7 @@ class Studio:
         self, request: GenerationRequest, session: str, progress: ProgressFn | None = None
     ) -> StudioResult:
         """Run one request and save its outputs (CoDiUserError / GenerationCancelled escape)."""
+        request.settings = apply_model_defaults(request.settings, self.pipeline.defaults)
         event = threading.Event()
         with self._lock:
             self._cancels[session] = event
