@@ -1,4 +1,4 @@
-"""`python -m codi generate | download | models | plan`: CoDi from the command line.
+"""`python -m codi generate | download | models | plan | batch`: CoDi from the command line.
 
 The CLI only turns flags into a `GenerationRequest`; files are decoded by the pipeline's media
 layer. A mistake a person can fix (`CoDiUserError`) prints one line, `error: <message>`, and
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codi.errors import CoDiUserError, GenerationCancelled
+from codi.evaluation.batch import add_batch_arguments, run_batch_command
 from codi.runtime import add_runtime_arguments, options_from_args
 from codi.request import (
     MODALITIES,
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--full-size", action="store_true",
                       help="plan for the real CoDi (5.7 B parameters; no weights needed)")
     plan.add_argument("--model", default="auto", help="model folder, 'embedded' or 'auto'")
+    add_batch_arguments(commands.add_parser(
+        "batch", help="generate an evaluation session's grid (accelerate launch spreads it)"))
     return parser
 
 
@@ -283,6 +286,11 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_batch(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    return run_batch_command(args)
+
+
 def _quiet_libraries() -> None:
     """Hide the libraries' loading bars and dtype chatter; our own bar shows the progress."""
     from diffusers.utils import logging as diffusers_logging
@@ -295,6 +303,7 @@ def _quiet_libraries() -> None:
 
 COMMANDS = {
     "generate": run_generate, "download": run_download, "models": run_models, "plan": run_plan,
+    "batch": run_batch,
 }
 
 
