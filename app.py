@@ -1,9 +1,10 @@
-"""Start CoDi Studio: `python app.py [--model DIR] [--host H] [--port P] [--share] [--auth U:P]`.
+"""Start CoDi Studio: `python app.py [--model DIR] [--host H] [--port P] [--share] [--auth U:P]
+[--data-dir D]`.
 
 Every flag has an environment fallback (CODI_MODEL_DIR, CODI_HOST, CODI_PORT, CODI_SHARE,
-CODI_AUTH, CODI_QUEUE_SIZE, CODI_WORKERS, and the runtime's CODI_DEVICE, CODI_DTYPE, ...), so a
-Space or a container can configure it without a command line. The page works offline (no
-analytics, no Hub calls).
+CODI_AUTH, CODI_QUEUE_SIZE, CODI_WORKERS, CODI_DATA_DIR, and the runtime's CODI_DEVICE,
+CODI_DTYPE, ...), so a Space or a container can configure it without a command line. The page
+works offline (no analytics, no Hub calls).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="most requests waiting at once (env CODI_QUEUE_SIZE)")
     p.add_argument("--workers", type=int, default=int(_env("CODI_WORKERS", "1")),
                    help="generations running at once (env CODI_WORKERS)")
+    p.add_argument("--data-dir", default=_env("CODI_DATA_DIR"),
+                   help="folder of the evaluation sessions: database and media (env "
+                        "CODI_DATA_DIR; default ./codi-data)")
     add_runtime_arguments(p)
     args = p.parse_args(argv)
     if args.workers < 1 or args.queue_size < 1:
@@ -75,10 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         studio = Studio(args.model, runtime=options_from_args(args))
     except CoDiUserError as error:
         raise SystemExit(f"error: {error}") from None
-    app = build_app(studio)
+    app = build_app(studio, data_dir=args.data_dir)
     app.queue(default_concurrency_limit=args.workers, max_size=args.queue_size)
     app.launch(server_name=args.host, server_port=args.port, share=args.share,
-               auth=parse_auth(args.auth), **launch_options())
+               auth=parse_auth(args.auth), **launch_options(args.data_dir))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Handlers turn the form into a `GenerationRequest` (ui.form), hand it to the `Studio` engine
 (ui.studio) and show the files it returns. Endpoints for gradio_client: `/generate` (one
-parameter per form field, named as in `ui.form.FIELDS`) and `/cancel`.
+parameter per form field, named as in `ui.form.FIELDS`) and `/cancel`; the Evaluate tab
+(ui.evaluation) adds the `/eval_*` endpoints.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import inspect
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES
+from ui.evaluation import Evaluator, build_evaluation_tab, resolve_data_dir
 from ui.examples import EXAMPLES, EXAMPLES_DIR
 from ui.form import SLOTS, default_form, describe_inputs, request_from_form, slot_modality
 from ui.hints import SETTING_HINTS, input_hints
@@ -171,8 +174,10 @@ def _status_line(result: StudioResult) -> str:
     return "\n".join([line, *(f"- {notice}" for notice in result.notices)])
 
 
-def build_app(studio: Studio | None = None) -> gr.Blocks:
-    """The studio page over `studio` (default: `Studio("auto")`, the embedded model offline)."""
+def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) -> gr.Blocks:
+    """The page over `studio` (default: `Studio("auto")`, the embedded model offline): the
+    studio tab, and the evaluation tab keeping its sessions in `data_dir` (see
+    `codi.evaluation.data_dir`)."""
     studio = studio or Studio()
     defaults = default_form(studio.embedded)
     form: dict[str, gr.Component] = {}
@@ -182,152 +187,157 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
                     "images, sounds and videos in; get any of them out.", elem_id="studio-header")
         banner = gr.Markdown(studio.status(), elem_id="model-status",
                              elem_classes="embedded" if studio.embedded else None)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                gr.Markdown("### Inputs")
-                gr.Markdown("Every input that is switched on (**Use**) and filled in joins the "
-                            "mix; its **Weight** sets its share. Empty inputs are skipped.",
-                            elem_classes="hint")
-                groups, adds, removes = _inputs_panel(form, defaults, input_hints(studio.limits))
-                _settings_panel(form, defaults, studio)
-                examples = gr.Dataset(
-                    label="Examples: click one to load its inputs, outputs and settings",
-                    components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
-                    headers=["Example", "Inputs → outputs"], type="index", layout="table",
-                    samples=[[ex.title, ex.flow] for ex in EXAMPLES], elem_id="examples")
-            with gr.Column(scale=6):
-                gr.Markdown("### Outputs")
-                form["outputs"] = gr.CheckboxGroup(
-                    list(RESULT_KINDS), value=defaults["outputs"], label="Generate",
-                    info="Any non-empty set. Video + audio: the video plays with the "
-                         "generated sound.", elem_id="outputs-choice")
-                summary = gr.Markdown(elem_id="inputs-summary")
-                with gr.Row(elem_id="run-row"):
-                    run = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
-                    stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
-                status = gr.Markdown(label="Status", elem_id="run-status")
-                shown = set(defaults["outputs"])
-                text_out = gr.Textbox(label="Text", lines=3, interactive=False,
-                                      visible="text" in shown, elem_id="out-text")
-                image_out = gr.Gallery(label="Image", columns=2, height=340, format="png",
-                                       visible="image" in shown, elem_id="out-image")
-                audio_out = gr.Audio(label="Audio", type="filepath", interactive=False,
-                                     format=None, visible="audio" in shown, elem_id="out-audio")
-                video_out = gr.Video(label="Video", interactive=False, format=None, height=320,
-                                     visible="video" in shown, elem_id="out-video")
-                files_out = gr.File(label="Downloads (PNG, WAV, MP4, TXT with their metadata)",
-                                    file_count="multiple", interactive=False,
-                                    elem_id="out-files")
-                with gr.Accordion("Generation parameters (JSON)", open=False):
-                    params_out = gr.Code(label="Everything needed to reproduce this result",
-                                         language="json", interactive=False, max_lines=18,
-                                         elem_id="out-params")
-        history = gr.State([])
-        history_gallery = gr.Gallery(
-            label="History of this session: click a result to restore its inputs and settings",
-            columns=8, height=190, allow_preview=False, fit_columns=False, interactive=False,
-            buttons=[], object_fit="cover", elem_id="history-gallery")
-        last_entry = gr.State(None)
+        with gr.Tab("Studio", id="studio"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=5):
+                    gr.Markdown("### Inputs")
+                    gr.Markdown("Every input that is switched on (**Use**) and filled in joins the "
+                                "mix; its **Weight** sets its share. Empty inputs are skipped.",
+                                elem_classes="hint")
+                    groups, adds, removes = _inputs_panel(form, defaults,
+                                                          input_hints(studio.limits))
+                    _settings_panel(form, defaults, studio)
+                    examples = gr.Dataset(
+                        label="Examples: click one to load its inputs, outputs and settings",
+                        components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
+                        headers=["Example", "Inputs → outputs"], type="index", layout="table",
+                        samples=[[ex.title, ex.flow] for ex in EXAMPLES], elem_id="examples")
+                with gr.Column(scale=6):
+                    gr.Markdown("### Outputs")
+                    form["outputs"] = gr.CheckboxGroup(
+                        list(RESULT_KINDS), value=defaults["outputs"], label="Generate",
+                        info="Any non-empty set. Video + audio: the video plays with the "
+                             "generated sound.", elem_id="outputs-choice")
+                    summary = gr.Markdown(elem_id="inputs-summary")
+                    with gr.Row(elem_id="run-row"):
+                        run = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
+                        stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
+                    status = gr.Markdown(label="Status", elem_id="run-status")
+                    shown = set(defaults["outputs"])
+                    text_out = gr.Textbox(label="Text", lines=3, interactive=False,
+                                          visible="text" in shown, elem_id="out-text")
+                    image_out = gr.Gallery(label="Image", columns=2, height=340, format="png",
+                                           visible="image" in shown, elem_id="out-image")
+                    audio_out = gr.Audio(label="Audio", type="filepath", interactive=False,
+                                         format=None, visible="audio" in shown, elem_id="out-audio")
+                    video_out = gr.Video(label="Video", interactive=False, format=None, height=320,
+                                         visible="video" in shown, elem_id="out-video")
+                    files_out = gr.File(label="Downloads (PNG, WAV, MP4, TXT with their metadata)",
+                                        file_count="multiple", interactive=False,
+                                        elem_id="out-files")
+                    with gr.Accordion("Generation parameters (JSON)", open=False):
+                        params_out = gr.Code(label="Everything needed to reproduce this result",
+                                             language="json", interactive=False, max_lines=18,
+                                             elem_id="out-params")
+            history = gr.State([])
+            history_gallery = gr.Gallery(
+                label="History of this session: click a result to restore its inputs and settings",
+                columns=8, height=190, allow_preview=False, fit_columns=False, interactive=False,
+                buttons=[], object_fit="cover", elem_id="history-gallery")
+            last_entry = gr.State(None)
 
-        results = [text_out, image_out, audio_out, video_out, files_out, params_out]
-        result_widgets = dict(zip(RESULT_KINDS, results[:4], strict=True))
-        field_names = list(form)
-        slot_inputs = {n: form[n] for n in field_names
-                       if n.removesuffix("_weight").removesuffix("_on") in SLOTS
-                       or n in ("video_soundtrack", "outputs")}
+            results = [text_out, image_out, audio_out, video_out, files_out, params_out]
+            result_widgets = dict(zip(RESULT_KINDS, results[:4], strict=True))
+            field_names = list(form)
+            slot_inputs = {n: form[n] for n in field_names
+                           if n.removesuffix("_weight").removesuffix("_on") in SLOTS
+                           or n in ("video_soundtrack", "outputs")}
 
-        def generate(progress=gr.Progress(), request: gr.Request = None, **values):  # noqa: B008
-            """Generate the chosen outputs from the inputs that are switched on and filled in.
+            def generate(progress=gr.Progress(),  # noqa: B008
+                         request: gr.Request = None, **values):
+                """Generate the chosen outputs from the inputs that are switched on and filled in.
 
-            Returns text, images, audio, video (with the generated sound when audio was also
-            chosen), all files, the parameters as JSON, the seed used and a status line."""
-            session = getattr(request, "session_hash", None) or "api"
-            try:
-                codi_request = request_from_form(values)
-                progress(0, desc="Reading the inputs and loading the model…")
-                result = studio.generate(codi_request, session, progress)
-            except CoDiUserError as error:
-                raise gr.Error(str(error), title="Please check the request") from None
-            except GenerationCancelled:
-                raise gr.Error("Generation cancelled; nothing was saved.",
-                               title="Cancelled") from None
-            except Exception as error:  # a bug: say so, keep serving
-                log.exception("generation failed")
-                raise gr.Error(f"CoDi Studio hit an internal error ({type(error).__name__}); "
-                               "the server log has the details. Other requests still work.",
-                               title="Internal error") from None
-            kept = dict(values, seed=result.seed, randomize_seed=False)
-            return [*_result_values(result), result.seed, _status_line(result),
-                    HistoryEntry(kept, result, 0)]
+                Returns text, images, audio, video (with the generated sound when audio was also
+                chosen), all files, the parameters as JSON, the seed used and a status line."""
+                session = getattr(request, "session_hash", None) or "api"
+                try:
+                    codi_request = request_from_form(values)
+                    progress(0, desc="Reading the inputs and loading the model…")
+                    result = studio.generate(codi_request, session, progress)
+                except CoDiUserError as error:
+                    raise gr.Error(str(error), title="Please check the request") from None
+                except GenerationCancelled:
+                    raise gr.Error("Generation cancelled; nothing was saved.",
+                                   title="Cancelled") from None
+                except Exception as error:  # a bug: say so, keep serving
+                    log.exception("generation failed")
+                    raise gr.Error(f"CoDi Studio hit an internal error ({type(error).__name__}); "
+                                   "the server log has the details. Other requests still work.",
+                                   title="Internal error") from None
+                kept = dict(values, seed=result.seed, randomize_seed=False)
+                return [*_result_values(result), result.seed, _status_line(result),
+                        HistoryEntry(kept, result, 0)]
 
-        run_event = run.click(
-            _form_signature(generate, field_names), inputs_kwargs=form,
-            outputs=[*results, form["seed"], status, last_entry],
-            api_name="generate", show_progress_on=[status],
-        )
-        run_event.success(_record, [last_entry, history], [history, history_gallery],
-                          api_visibility="private", queue=False).then(
-            studio.status, None, banner, api_visibility="private", queue=False)
+            run_event = run.click(
+                _form_signature(generate, field_names), inputs_kwargs=form,
+                outputs=[*results, form["seed"], status, last_entry],
+                api_name="generate", show_progress_on=[status],
+            )
+            run_event.success(_record, [last_entry, history], [history, history_gallery],
+                              api_visibility="private", queue=False).then(
+                studio.status, None, banner, api_visibility="private", queue=False)
 
-        def cancel(request: gr.Request = None) -> str:
-            """Stop this session's running generation after its current step."""
-            session = getattr(request, "session_hash", None) or "api"
-            return ("Cancelling after the current step…" if studio.cancel(session)
-                    else "Nothing is running.")
+            def cancel(request: gr.Request = None) -> str:
+                """Stop this session's running generation after its current step."""
+                session = getattr(request, "session_hash", None) or "api"
+                return ("Cancelling after the current step…" if studio.cancel(session)
+                        else "Nothing is running.")
 
-        stop.click(cancel, None, status, api_name="cancel", queue=False, cancels=[run_event])
+            stop.click(cancel, None, status, api_name="cancel", queue=False, cancels=[run_event])
 
-        form["outputs"].change(
-            lambda outputs: [gr.update(visible=k in (outputs or [])) for k in RESULT_KINDS],
-            form["outputs"], list(result_widgets.values()),
-            api_visibility="private", queue=False, show_progress="hidden")
+            form["outputs"].change(
+                lambda outputs: [gr.update(visible=k in (outputs or [])) for k in RESULT_KINDS],
+                form["outputs"], list(result_widgets.values()),
+                api_visibility="private", queue=False, show_progress="hidden")
 
-        def summarize(**values) -> str:
-            try:
-                used = describe_inputs(values)
-            except CoDiUserError as error:
-                return f"**Check:** {error}"
-            outputs = ", ".join(values.get("outputs") or []) or "nothing yet — tick an output"
-            if not used:
-                return "No inputs yet: type a prompt or add a file (switched on)."
-            return f"**In:** {used} &nbsp;→&nbsp; **out:** {outputs}"
+            def summarize(**values) -> str:
+                try:
+                    used = describe_inputs(values)
+                except CoDiUserError as error:
+                    return f"**Check:** {error}"
+                outputs = ", ".join(values.get("outputs") or []) or "nothing yet — tick an output"
+                if not used:
+                    return "No inputs yet: type a prompt or add a file (switched on)."
+                return f"**In:** {used} &nbsp;→&nbsp; **out:** {outputs}"
 
-        gr.on([c.change for c in slot_inputs.values()], summarize, inputs_kwargs=slot_inputs,
-              outputs=summary, api_visibility="private", queue=False, show_progress="hidden")
-        app.load(summarize, inputs_kwargs=slot_inputs, outputs=summary,
-                 api_visibility="private", queue=False)
+            gr.on([c.change for c in slot_inputs.values()], summarize, inputs_kwargs=slot_inputs,
+                  outputs=summary, api_visibility="private", queue=False, show_progress="hidden")
+            app.load(summarize, inputs_kwargs=slot_inputs, outputs=summary,
+                     api_visibility="private", queue=False)
 
-        for modality in MODALITIES:
-            second = form[f"{modality}2_on"]
-            adds[modality].click(
-                lambda: [gr.update(visible=True), True, gr.update(visible=False)], None,
-                [groups[modality], second, adds[modality]], api_visibility="private",
-                queue=False)
-            removes[modality].click(
-                lambda: [gr.update(visible=False), False, gr.update(visible=True)], None,
-                [groups[modality], second, adds[modality]], api_visibility="private",
-                queue=False)
+            for modality in MODALITIES:
+                second = form[f"{modality}2_on"]
+                adds[modality].click(
+                    lambda: [gr.update(visible=True), True, gr.update(visible=False)], None,
+                    [groups[modality], second, adds[modality]], api_visibility="private",
+                    queue=False)
+                removes[modality].click(
+                    lambda: [gr.update(visible=False), False, gr.update(visible=True)], None,
+                    [groups[modality], second, adds[modality]], api_visibility="private",
+                    queue=False)
 
-        restore_targets = [*(form[n] for n in field_names), *groups.values(), *adds.values()]
+            restore_targets = [*(form[n] for n in field_names), *groups.values(), *adds.values()]
 
-        def restore(values: dict[str, Any]) -> list[Any]:
-            shows = [bool(values[f"{m}2_on"]) for m in MODALITIES]
-            return [*(values[n] for n in field_names), *(gr.update(visible=s) for s in shows),
-                    *(gr.update(visible=not s) for s in shows)]
+            def restore(values: dict[str, Any]) -> list[Any]:
+                shows = [bool(values[f"{m}2_on"]) for m in MODALITIES]
+                return [*(values[n] for n in field_names), *(gr.update(visible=s) for s in shows),
+                        *(gr.update(visible=not s) for s in shows)]
 
-        def pick_example(index: int) -> list[Any]:
-            return [*restore(EXAMPLES[index].form(studio.embedded)), *_result_values(None), ""]
+            def pick_example(index: int) -> list[Any]:
+                return [*restore(EXAMPLES[index].form(studio.embedded)), *_result_values(None), ""]
 
-        examples.click(pick_example, examples, [*restore_targets, *results, status],
-                       api_visibility="private", queue=False)
+            examples.click(pick_example, examples, [*restore_targets, *results, status],
+                           api_visibility="private", queue=False)
 
-        def pick_history(entries: list[HistoryEntry], evt: gr.SelectData) -> list[Any]:
-            entry = entry_at(entries, evt.index)
-            return [*restore(entry.form), *_result_values(entry.result),
-                    f"Restored {entry.caption}"]
+            def pick_history(entries: list[HistoryEntry], evt: gr.SelectData) -> list[Any]:
+                entry = entry_at(entries, evt.index)
+                return [*restore(entry.form), *_result_values(entry.result),
+                        f"Restored {entry.caption}"]
 
-        history_gallery.select(pick_history, history, [*restore_targets, *results, status],
-                               api_visibility="private", queue=False)
+            history_gallery.select(pick_history, history, [*restore_targets, *results, status],
+                                   api_visibility="private", queue=False)
+        with gr.Tab("Evaluate", id="evaluate"):
+            build_evaluation_tab(app, Evaluator(data_dir), history)
     return app
 
 
@@ -338,7 +348,9 @@ def _record(entry: HistoryEntry, history: list[HistoryEntry]):
     return history, gallery_items(history)
 
 
-def launch_options() -> dict[str, Any]:
-    """`launch()` arguments every studio launch shares: look, and the example files served."""
-    return {"theme": THEME, "css": CSS, "allowed_paths": [str(EXAMPLES_DIR)],
+def launch_options(data_dir: str | Path | None = None) -> dict[str, Any]:
+    """`launch()` arguments every studio launch shares: look, and the files served (the
+    examples, and the evaluation media under `data_dir`)."""
+    return {"theme": THEME, "css": CSS,
+            "allowed_paths": [str(EXAMPLES_DIR), str(resolve_data_dir(data_dir))],
             "favicon_path": None, "show_error": True}
