@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 #: How often each modality's token conditions a training row.
-SOURCE_WEIGHTS = {"tok_text": 0.5, "tok_image": 0.15, "tok_video": 0.15, "tok_audio": 0.2}
+SOURCE_WEIGHTS = {"tok_text": 0.55, "tok_image": 0.2, "tok_video": 0.05, "tok_audio": 0.2}
 #: Fraction of rows trained unconditionally (the unconditional token of their source).
 UNCOND_RATE = 0.1
 #: Fraction of rows conditioned on the equal-weight mix of text and one other modality.
@@ -22,9 +22,10 @@ MIX_RATE = 0.15
 def pick_context(
     cache: dict[str, torch.Tensor], index: np.ndarray, rng: np.random.Generator
 ) -> torch.Tensor:
-    """Context `[n, 1, D]` for the scenes `index`, one drawn conditioning per row."""
-    names = list(SOURCE_WEIGHTS)
-    probs = np.array(list(SOURCE_WEIGHTS.values()))
+    """Context `[n, 1, D]` for the scenes `index`, one drawn conditioning per row (from the
+    token kinds the cache has)."""
+    names = [name for name in SOURCE_WEIGHTS if name in cache]  # a cache may lack some
+    probs = np.array([SOURCE_WEIGHTS[name] for name in names])
     sources = rng.choice(len(names), size=len(index), p=probs / probs.sum())
     roll = rng.random(len(index))
     rows = []

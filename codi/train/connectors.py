@@ -21,7 +21,7 @@ from codi.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
 from codi.train.loop import TrainSpec, run_stage
 
-DEFAULT = TrainSpec("connectors", steps=1200, batch_size=12, lr=3e-4, warmup=50, seed=21)
+DEFAULT = TrainSpec("connectors", steps=500, batch_size=8, lr=5e-4, warmup=25, seed=21)
 #: Output sets trained together, and how often (video+audio carries the timing to learn).
 OUTPUT_SETS = {
     ("video", "audio"): 0.4, ("image", "text"): 0.15, ("image", "audio"): 0.1,
@@ -44,7 +44,8 @@ def joint_batches(cache: dict[str, torch.Tensor], official: OfficialConfig):
         a = alphas[t]
         x_t, eps = {}, {}
         for modality in outputs:
-            clean = cache[modality][index]
+            # contiguous: a channels-last-strided input crashes CPU GroupNorm backward (torch 2.13)
+            clean = cache[modality][index].contiguous()
             noise = torch.from_numpy(rng.standard_normal(clean.shape).astype(np.float32))
             scale = a.view(batch_size, *([1] * (clean.dim() - 1)))
             x_t[modality] = scale.sqrt() * clean + (1 - scale).sqrt() * noise

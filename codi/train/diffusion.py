@@ -23,9 +23,9 @@ from codi.train.loop import TrainSpec, run_stage
 
 #: Default schedule per UNet on a 2-core CPU (steps, batch size, learning rate).
 DEFAULTS = {
-    "image": TrainSpec("diffusion_image", steps=3000, batch_size=32, lr=4e-4, warmup=100, seed=11),
-    "audio": TrainSpec("diffusion_audio", steps=1500, batch_size=24, lr=4e-4, warmup=100, seed=12),
-    "text": TrainSpec("diffusion_text", steps=3000, batch_size=64, lr=4e-4, warmup=100, seed=13),
+    "image": TrainSpec("diffusion_image", steps=1600, batch_size=32, lr=5e-4, warmup=100, seed=11),
+    "audio": TrainSpec("diffusion_audio", steps=800, batch_size=16, lr=5e-4, warmup=50, seed=12),
+    "text": TrainSpec("diffusion_text", steps=2000, batch_size=64, lr=5e-4, warmup=100, seed=13),
 }
 #: The image UNet's video batches are this many times smaller than its image batches.
 VIDEO_BATCH_DIVISOR = 2
@@ -50,7 +50,7 @@ def diffusion_batches(modality: str, cache: dict[str, torch.Tensor], official: O
         if modality == "image" and rng.random() < 0.5:
             kind, batch_size = "video", max(1, batch_size // VIDEO_BATCH_DIVISOR)
         index = rng.integers(0, size, size=batch_size)
-        x_t, t, eps = noised(cache[kind][index], alphas, rng)
+        x_t, t, eps = noised(cache[kind][index].contiguous(), alphas, rng)
         return {"x_t": x_t, "t": t, "eps": eps, "context": pick_context(cache, index, rng)}
 
     return make_batch

@@ -21,7 +21,6 @@ from codi.conditioning import (
     ConditionEncoder,
     RandomSources,
     image_to_condition_tensor,
-    video_to_condition_tensor,
 )
 from codi.models.mel import wav_to_fbank
 from codi.nano.config import MEL_FRAMES
@@ -29,7 +28,7 @@ from codi.tokenizers import optimus_bert_token_ids
 
 #: Latent keys and the token keys of a cache.
 LATENTS = ("image", "video", "audio", "text")
-TOKENS = ("tok_text", "tok_image", "tok_video", "tok_audio")
+TOKENS = ("tok_text", "tok_image", "tok_audio")
 
 
 def _pixels(images: np.ndarray) -> torch.Tensor:
@@ -41,7 +40,11 @@ def _pixels(images: np.ndarray) -> torch.Tensor:
 def encode_world_batch(
     batch, components: dict[str, nn.Module], tokenizers: dict, text_scale: float
 ) -> dict[str, torch.Tensor]:
-    """One `codi.nano.world.WorldBatch` → latents (posterior means, scaled) and tokens."""
+    """One `codi.nano.world.WorldBatch` → latents (posterior means, scaled) and tokens.
+
+    Video tokens are left out: CLIP on every frame is the slowest part of the cache, and a video
+    input's token lies near its frames' (the temporal layer is a residual on them).
+    """
     n = len(batch.captions)
     vae, audio_vae = components["vae_image"], components["vae_audio"]
     image = vae.config.scaling_factor * vae.encode(_pixels(batch.images)).latent_dist.mean
@@ -57,12 +60,10 @@ def encode_world_batch(
     rng = RandomSources(torch.Generator().manual_seed(0), np.random.RandomState(0), False)
     image_cond = torch.stack([image_to_condition_tensor(Image.fromarray(i), rng)
                               for i in batch.images])
-    video_cond = torch.stack([video_to_condition_tensor(v) for v in batch.videos])
     return {
         "image": image, "video": video, "audio": audio, "text": text,
         "tok_text": encoder.text(list(batch.captions))[:, 0],
         "tok_image": encoder.pixels(image_cond)[:, 0],
-        "tok_video": encoder.pixels(video_cond)[:, 0],
         "tok_audio": encoder.audio(torch.from_numpy(batch.audios).float(), rng)[:, 0],
     }
 
@@ -70,19 +71,16 @@ def encode_world_batch(
 @torch.no_grad()
 def unconditional_tokens(components: dict[str, nn.Module], tokenizers: dict) -> dict[str, torch.Tensor]:
     """What the pipeline feeds for "no input" of each modality (empty prompt, zeros, silence)."""
-    from codi.nano.config import AUDIO_SAMPLES, IMAGE_SIZE, NUM_FRAMES
+    from codi.nano.config import AUDIO_SAMPLES, IMAGE_SIZE
 
     encoder = ConditionEncoder(components.__getitem__, tokenizers["clip"], torch.device("cpu"),
                                torch.float32)
     rng = RandomSources(torch.Generator().manual_seed(0), np.random.RandomState(0), False)
     black = Image.fromarray(np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
     zero_image = torch.zeros_like(image_to_condition_tensor(black, rng))[None]
-    zero_video = torch.zeros_like(video_to_condition_tensor(
-        np.zeros((NUM_FRAMES, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)))[None]
     return {
         "tok_text": encoder.text([""])[0, 0],
         "tok_image": encoder.pixels(zero_image)[0, 0],
-        "tok_video": encoder.pixels(zero_video)[0, 0],
         "tok_audio": encoder.audio(torch.zeros(1, AUDIO_SAMPLES), rng)[0, 0],
     }
 
@@ -108,7 +106,7 @@ def build_latent_cache(
     for start in tqdm(range(0, scenes, chunk), desc="latent cache", unit="chunk"):
         batch = sample_batch(rng, min(chunk, scenes - start))
         for key, value in encode_world_batch(batch, components, tokenizers, text_scale).items():
-            parts.setdefault(key, []).append(value.float())
+            parts.setdefault(key, []).append(value.float().contiguous())
     cache = {key: torch.cat(values) for key, values in parts.items()}
     cache |= {f"uncond_{k}": v for k, v in unconditional_tokens(components, tokenizers).items()}
     path.parent.mkdir(parents=True, exist_ok=True)

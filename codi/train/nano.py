@@ -23,7 +23,7 @@ from codi.train.connectors import train_connectors
 from codi.train.diffusion import train_unet
 from codi.train.latent_cache import build_latent_cache
 
-CACHE_SCENES = 4096
+CACHE_SCENES = 2048
 CACHE_SEED = 31
 
 
