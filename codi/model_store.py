@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codi.embedded import EMBEDDED_DIR, EMBEDDED_NOTE
+from codi.nano.export import NANO_DIR
 from codi.errors import CoDiUserError
 
 #: A folder holding a converted model, used by "auto" before anything else.
@@ -61,14 +62,20 @@ def describe(folder: Path) -> ResolvedModel:
 
 
 def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
-    """The model folder for `spec`: a path, "embedded", or "auto"/None.
+    """The model folder for `spec`: a path, "nano", "tiny", "embedded", or "auto"/None.
 
     "auto" takes `$CODI_MODEL_DIR` when set, else the downloaded full model in the cache
-    (`default_model_dir()`), else the embedded tiny random model.
+    (`default_model_dir()`), else the embedded default. "embedded" is CoDi-Nano (trained by this
+    project, in assets/codi-nano) when it is there, else the tiny random-weight model; "nano" and
+    "tiny" name one of the two.
     """
     text = "auto" if spec is None else str(spec).strip()
     if text.lower() == "embedded":
         return _embedded()
+    if text.lower() == "nano":
+        return _bundled(NANO_DIR, "CoDi-Nano", "python -m codi.train nano")
+    if text.lower() == "tiny":
+        return _bundled(EMBEDDED_DIR, "tiny random model", "python -m codi.embedded build")
     if text.lower() not in AUTO:
         path = Path(text).expanduser()
         if not path.exists():
@@ -86,10 +93,16 @@ def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
 
 
 def _embedded() -> ResolvedModel:
-    if not (EMBEDDED_DIR / "model_index.json").is_file():
+    """CoDi-Nano when it is in assets/, else the tiny random model."""
+    if (NANO_DIR / "model_index.json").is_file():
+        return describe(NANO_DIR)
+    return _bundled(EMBEDDED_DIR, "embedded model", "python -m codi.embedded build")
+
+
+def _bundled(folder: Path, name: str, rebuild: str) -> ResolvedModel:
+    if not (folder / "model_index.json").is_file():
         raise CoDiUserError(
-            f"The embedded model is missing ({EMBEDDED_DIR}); rebuild it with "
-            "`python -m codi.embedded build`, or download the full model with "
-            "`python -m codi download`."
+            f"The {name} is missing ({folder}); rebuild it with `{rebuild}`, or download the "
+            "full model with `python -m codi download`."
         )
-    return describe(EMBEDDED_DIR)
+    return describe(folder)

@@ -24,8 +24,14 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.delenv("CODI_MODEL_DIR", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def no_nano(tmp_path, monkeypatch):
+    """These tests are about the fallback order; CoDi-Nano's own place is tested below."""
+    monkeypatch.setattr(model_store, "NANO_DIR", tmp_path / "no-nano")
+
+
 def test_auto_falls_back_to_the_embedded_model_with_a_plain_note():
-    for spec in (None, "auto", "embedded"):
+    for spec in (None, "auto", "embedded", "tiny"):
         resolved = resolve_model(spec)
         assert resolved.folder == EMBEDDED_DIR.resolve()
         assert resolved.kind == "embedded-random"
@@ -74,3 +80,16 @@ def test_missing_embedded_model_says_how_to_rebuild(tmp_path, monkeypatch):
     monkeypatch.setattr(model_store, "EMBEDDED_DIR", tmp_path / "gone")
     with pytest.raises(CoDiUserError, match="python -m codi.embedded build"):
         resolve_model("auto")
+
+
+def test_nano_is_the_embedded_default_when_present(tmp_path, monkeypatch):
+    nano = make_model(tmp_path / "codi-nano", kind="nano", note="nano note")
+    monkeypatch.setattr(model_store, "NANO_DIR", nano)
+    for spec in (None, "auto", "embedded", "nano"):
+        assert resolve_model(spec) == model_store.ResolvedModel(nano.resolve(), "nano", "nano note")
+    assert resolve_model("tiny").kind == "embedded-random"
+
+
+def test_missing_nano_says_how_to_train_it():
+    with pytest.raises(CoDiUserError, match="python -m codi.train nano"):
+        resolve_model("nano")
