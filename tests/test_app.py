@@ -68,9 +68,16 @@ def test_form_mistakes_are_user_errors(values, message):
 
 
 def test_status_of_embedded_model_says_how_to_get_the_full_one():
-    text = status_markdown(resolve_model("embedded"), "cpu", "float32")
+    text = status_markdown(resolve_model("tiny"), "cpu", "float32")
     assert "tiny random" in text and "python -m codi download" in text
     assert "float32" in text and "cpu" in text and "RAM" in text
+
+
+def test_status_of_nano_says_what_it_knows_and_how_to_get_the_full_one(tmp_path):
+    from codi.model_store import ResolvedModel
+
+    text = status_markdown(ResolvedModel(tmp_path, "nano", ""), "cpu", "float32")
+    assert "CoDi-Nano" in text and "red circle" in text and "python -m codi download" in text
 
 
 def test_model_details_list_components_and_absent_connectors(tmp_path):

@@ -52,6 +52,13 @@ def status_markdown(model: ResolvedModel, device: str, dtype: str) -> str:
             "path offline, but its outputs are noise. " + " · ".join(facts) + "\n\n"
             + HOW_TO_GET_CODI
         )
+    if model.kind == "nano":
+        return (
+            "**Model: CoDi-Nano**, the embedded default — a tiny CoDi trained by this project on "
+            "its shapes world: try prompts like *a red circle on the left bouncing* (colours red, "
+            "green, blue, yellow; circle, square, triangle; moving left/right, bouncing). "
+            + " · ".join(facts) + "\n\n" + HOW_TO_GET_CODI
+        )
     return f"**Model: CoDi** (`{model.folder}`, {model.kind}) · " + " · ".join(facts)
 
 
