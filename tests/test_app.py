@@ -169,6 +169,19 @@ def test_examples_exist_and_are_valid_requests():
     assert any(len(request_from_form(ex.form()).inputs) > 1 for ex in EXAMPLES)
 
 
+def test_nano_examples_are_valid_requests_at_the_models_defaults():
+    from codi.nano.config import NANO_DEFAULTS
+    from ui.examples import NANO_EXAMPLES, examples_for
+
+    assert examples_for("nano") == NANO_EXAMPLES and examples_for("full") == EXAMPLES
+    for example in NANO_EXAMPLES:
+        assert all(path.is_file() for path in example.files()), example.title
+        request = request_from_form(example.form(model_defaults=NANO_DEFAULTS))
+        assert request.settings.image_size == NANO_DEFAULTS["image_size"]
+    outputs = set().union(*(ex.form()["outputs"] for ex in NANO_EXAMPLES))
+    assert outputs == {"text", "image", "audio", "video"}
+
+
 def test_make_examples_reproduces_the_committed_media(tmp_path):
     from ui.make_examples import make_examples
 

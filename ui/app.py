@@ -20,7 +20,7 @@ import gradio as gr
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES
 from ui.evaluation import Evaluator, build_evaluation_tab, resolve_data_dir
-from ui.examples import EXAMPLES, EXAMPLES_DIR
+from ui.examples import EXAMPLES_DIR, examples_for
 from ui.form import SLOTS, default_form, describe_inputs, request_from_form, slot_modality
 from ui.hints import SETTING_HINTS, input_hints
 from ui.history import HistoryEntry, entry_at, gallery_items
@@ -179,7 +179,8 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
     studio tab, and the evaluation tab keeping its sessions in `data_dir` (see
     `codi.evaluation.data_dir`)."""
     studio = studio or Studio()
-    defaults = default_form(studio.embedded)
+    defaults = default_form(studio.embedded, studio.pipeline.defaults)
+    shown_examples = examples_for(studio.model.kind)
     form: dict[str, gr.Component] = {}
 
     with gr.Blocks(title="CoDi Studio", analytics_enabled=False) as app:
@@ -201,7 +202,7 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
                         label="Examples: click one to load its inputs, outputs and settings",
                         components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
                         headers=["Example", "Inputs → outputs"], type="index", layout="table",
-                        samples=[[ex.title, ex.flow] for ex in EXAMPLES], elem_id="examples")
+                        samples=[[ex.title, ex.flow] for ex in shown_examples], elem_id="examples")
                 with gr.Column(scale=6):
                     gr.Markdown("### Outputs")
                     form["outputs"] = gr.CheckboxGroup(
@@ -324,7 +325,8 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
                         *(gr.update(visible=not s) for s in shows)]
 
             def pick_example(index: int) -> list[Any]:
-                return [*restore(EXAMPLES[index].form(studio.embedded)), *_result_values(None), ""]
+                example = shown_examples[index].form(studio.embedded, studio.pipeline.defaults)
+                return [*restore(example), *_result_values(None), ""]
 
             examples.click(pick_example, examples, [*restore_targets, *results, status],
                            api_visibility="private", queue=False)

@@ -19,12 +19,12 @@ class Example:
     title: str
     values: dict[str, Any] = field(default_factory=dict)
 
-    def form(self, embedded: bool = False) -> dict[str, Any]:
+    def form(self, embedded: bool = False, model_defaults: dict | None = None) -> dict[str, Any]:
         values = dict(self.values)
         for slot in SLOTS:
             if slot_modality(slot) != "text" and values.get(slot):
                 values[slot] = str(EXAMPLES_DIR / values[slot])
-        return complete_form(values, embedded)
+        return complete_form(values, embedded, model_defaults)
 
     def files(self) -> list[Path]:
         return [EXAMPLES_DIR / v for k, v in self.values.items()
@@ -53,3 +53,24 @@ EXAMPLES: tuple[Example, ...] = (
         "text2_on": True, "text2_weight": 0.5, "image": "city.png", "image2": "sunset.png",
         "image2_on": True, "image2_weight": 0.3, "outputs": ["text", "image", "audio", "video"]}),
 )
+
+#: CoDi-Nano knows only its shapes world: coloured circles, squares and triangles, their motions
+#: and their sounds (docs/nano.md).
+NANO_EXAMPLES: tuple[Example, ...] = (
+    Example("A red circle, bouncing", {"text": "a red circle on the left bouncing",
+                                       "outputs": ["image", "audio"]}),
+    Example("Describe a picture", {"image": "shapes_picture.png", "outputs": ["text"]}),
+    Example("What does this sound look like?", {"audio": "shapes_sound.wav",
+                                                "outputs": ["image", "text"]}),
+    Example("Clip with its sound", {"text": "a green square on the right moving left",
+                                    "outputs": ["video", "audio"]}),
+    Example("Re-score a clip", {"video": "shapes_clip.mp4", "outputs": ["audio", "text"]}),
+    Example("Everything from one prompt", {
+        "text": "a yellow triangle on the left moving right",
+        "outputs": ["text", "image", "audio", "video"]}),
+)
+
+
+def examples_for(model_kind: str) -> tuple[Example, ...]:
+    """The examples that suit a model: the shapes world for CoDi-Nano, else the general ones."""
+    return NANO_EXAMPLES if model_kind == "nano" else EXAMPLES

@@ -90,6 +90,32 @@ def bouncing_ball(frames: int = 16, fps: float = 8.0) -> tuple[np.ndarray, np.nd
     return video, (0.7 * audio).astype(np.float32)
 
 
+def world_scene(caption_start: str, seed: int = 0):
+    """The first single-object scene of the shapes world (seeded) whose caption starts so."""
+    from codi.nano.world import sample_scene
+
+    rng = np.random.default_rng(seed)
+    while True:
+        scene = sample_scene(rng, max_objects=1)
+        if scene.caption.startswith(caption_start):
+            return scene
+
+
+def make_world_examples(out_dir: Path) -> list[Path]:
+    """CoDi-Nano's example media: a picture, a sound and a clip from its shapes world."""
+    from codi.nano.world import FPS, SAMPLE_RATE, render_audio, render_image, render_video
+
+    picture = world_scene("a blue triangle")
+    Image.fromarray(render_image(picture)).save(out_dir / "shapes_picture.png", optimize=True)
+    sound = world_scene("a yellow square")
+    written = [out_dir / "shapes_picture.png",
+               Path(save_wav(render_audio(sound), SAMPLE_RATE, out_dir / "shapes_sound.wav"))]
+    clip = world_scene("a red circle", seed=1)
+    written.append(Path(save_mp4(render_video(clip), FPS, out_dir / "shapes_clip.mp4",
+                                 audio=render_audio(clip), audio_rate=SAMPLE_RATE).path))
+    return written
+
+
 def make_examples(out_dir: Path = EXAMPLES_DIR) -> list[Path]:
     """Write every example file; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +127,7 @@ def make_examples(out_dir: Path = EXAMPLES_DIR) -> list[Path]:
     frames, audio = bouncing_ball()
     written.append(Path(save_mp4(frames, 8.0, out_dir / "bouncing_ball.mp4", audio=audio,
                                  audio_rate=RATE).path))
-    return written
+    return written + make_world_examples(out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
