@@ -19,12 +19,9 @@ from functools import lru_cache
 
 import numpy as np
 
-IMAGE_SIZE = 64
-NUM_FRAMES = 8
-FPS = 4.0
+from codi.nano.config import AUDIO_SAMPLES, FPS, IMAGE_SIZE, NUM_FRAMES, SAMPLE_RATE
+
 VIDEO_SECONDS = NUM_FRAMES / FPS
-SAMPLE_RATE = 16000
-AUDIO_SAMPLES = 40960
 AUDIO_SECONDS = AUDIO_SAMPLES / SAMPLE_RATE
 
 COLOURS: dict[str, tuple[int, int, int]] = {
