@@ -15,7 +15,6 @@ from pathlib import Path
 
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.evaluation.batch import add_batch_arguments, run_batch_command
-from codi.runtime import add_runtime_arguments, options_from_args
 from codi.request import (
     MODALITIES,
     ConditionInput,
@@ -23,6 +22,7 @@ from codi.request import (
     GenerationSettings,
     TextDecoding,
 )
+from codi.runtime import add_runtime_arguments, options_from_args
 
 USER_ERROR_STATUS = 2
 CANCELLED_STATUS = 130

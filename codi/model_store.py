@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codi.embedded import EMBEDDED_DIR, EMBEDDED_NOTE
-from codi.nano.export import NANO_DIR
 from codi.errors import CoDiUserError
+from codi.nano.export import NANO_DIR
 
 #: A folder holding a converted model, used by "auto" before anything else.
 MODEL_DIR_ENV = "CODI_MODEL_DIR"

@@ -81,7 +81,7 @@ class CoDiPipeline:
         self.tokenizers = tokenizers
         self.scale_factors = {k: float(v) for k, v in codi_constants["scale_factors"].items()}
         self.model_info = model_info
-        #: Settings this model is meant to run with (a nano model: 64 px, ...), over the official ones.
+        #: Settings this model runs with (CoDi-Nano: 64 px, ...), over the official ones.
         self.defaults = dict(defaults or {})
         self.audio_latent_frames = int((geometry or {}).get("audio_latent_frames",
                                                             AUDIO_LATENT_FRAMES))

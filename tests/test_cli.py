@@ -58,7 +58,8 @@ def test_left_out_flags_take_the_model_defaults_and_given_flags_win():
     model = {"image_size": 64, "num_frames": 8, "fps": 4.0, "steps": 25, "guidance_scale": 3.0,
              "cross_modal": True}
     s = cli.build_request(args, model).settings
-    assert (s.steps, s.guidance_scale, s.image_size, s.fps, s.cross_modal) == (7, 3.0, 64, 4.0, True)
+    got = (s.steps, s.guidance_scale, s.image_size, s.fps, s.cross_modal)
+    assert got == (7, 3.0, 64, 4.0, True)
     assert s.connectors
     args = cli.build_parser().parse_args(
         ["generate", "--text", "x", "--no-cross-modal", "--no-connectors"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -230,7 +230,7 @@ def render_video(scene: Scene) -> np.ndarray:
 _AUDIO_T = np.arange(AUDIO_SAMPLES, dtype=np.float64) / SAMPLE_RATE
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tone(colour: str, shape: str) -> np.ndarray:
     pitch = PITCHES[colour]
     wave = sum(a * np.sin(2 * np.pi * k * pitch * _AUDIO_T)

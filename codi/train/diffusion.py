@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from codi.convert.registry import spec_by_name
-from codi.official_config import OfficialConfig
 from codi.models.joint import UNET_OF_MODALITY
+from codi.official_config import OfficialConfig
 from codi.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
 from codi.train.loop import TrainSpec, run_stage
@@ -62,7 +62,8 @@ def diffusion_loss(name: str):
     def loss_fn(modules: dict[str, nn.Module], batch, step: int):
         eps = modules[name](batch["x_t"], batch["t"], batch["context"])
         loss = F.mse_loss(eps.float(), batch["eps"])
-        return loss, {"mse_" + ("video" if batch["x_t"].dim() == 5 else "latent"): float(loss.detach())}
+        kind = "video" if batch["x_t"].dim() == 5 else "latent"
+        return loss, {f"mse_{kind}": float(loss.detach())}
 
     return loss_fn
 

@@ -69,7 +69,9 @@ def encode_world_batch(
 
 
 @torch.no_grad()
-def unconditional_tokens(components: dict[str, nn.Module], tokenizers: dict) -> dict[str, torch.Tensor]:
+def unconditional_tokens(
+    components: dict[str, nn.Module], tokenizers: dict
+) -> dict[str, torch.Tensor]:
     """What the pipeline feeds for "no input" of each modality (empty prompt, zeros, silence)."""
     from codi.nano.config import AUDIO_SAMPLES, IMAGE_SIZE
 

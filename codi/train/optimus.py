@@ -1,0 +1,132 @@
+"""Stage 1: the Optimus text VAE (BERT encoder → latent → GPT-2 decoder) on world captions.
+
+Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids of
+`codi.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2 tokenizer
+with the added specials, so `codi.text_decoding.decode_latents` turns a latent back into the
+caption. Loss: token cross-entropy (summed over a caption) + β·KL with per-dimension free bits, β
+annealed from 0 so the decoder learns to rely on the latent before the KL pulls on it. The text
+scale factor is 1 / std of the posterior means of a fixed set of captions.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import BertTokenizer, GPT2Tokenizer
+
+from codi.convert.registry import spec_by_name
+from codi.embedded import VOCAB_DIR
+from codi.nano import world
+from codi.official_config import OfficialConfig
+from codi.text_decoding import decode_latents, postprocess_text
+from codi.tokenizers import optimus_bert_token_ids, optimus_bert_tokenizer, optimus_gpt2_tokenizer
+from codi.train.loop import TrainSpec, run_stage
+from codi.train.vae import EVAL_SEED, EVAL_SIZE, save_scale_factor
+
+OPTIMUS_STAGE = "optimus"
+ENCODER, DECODER = "optimus_encoder", "optimus_decoder"
+BETA = 0.5
+#: KL below this many nats per latent dimension (batch mean) is not penalised.
+FREE_BITS = 0.5
+#: Fraction of the steps over which β rises linearly from 0.
+ANNEAL_FRACTION = 0.3
+OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=1200, batch_size=32, lr=1e-3, warmup=50)
+
+
+@cache
+def tokenizers() -> tuple[BertTokenizer, GPT2Tokenizer]:
+    """The Optimus BERT and GPT-2 tokenizers (the embedded vocab files the pipeline uses)."""
+    return optimus_bert_tokenizer(VOCAB_DIR), optimus_gpt2_tokenizer(VOCAB_DIR)
+
+
+@cache
+def _decoder_ids(caption: str) -> tuple[int, ...]:
+    """<BOS> caption <EOS> in GPT-2 ids; the leading space makes the words survive detokenising."""
+    gpt2 = tokenizers()[1]
+    body = gpt2.encode(" " + caption, add_special_tokens=False)
+    return (gpt2.convert_tokens_to_ids("<BOS>"), *body, gpt2.convert_tokens_to_ids("<EOS>"))
+
+
+def caption_batch(captions: list[str]) -> dict[str, torch.Tensor]:
+    """Encoder ids (B, T) padded with 0, decoder ids (B, L) padded with <PAD>, decoder mask."""
+    bert, gpt2 = tokenizers()
+    rows = [torch.tensor(_decoder_ids(c)) for c in captions]
+    pad = gpt2.convert_tokens_to_ids("<PAD>")
+    return {
+        "encoder_ids": optimus_bert_token_ids(bert, captions),
+        "decoder_ids": nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad),
+        "decoder_mask": nn.utils.rnn.pad_sequence(
+            [torch.ones(len(r)) for r in rows], batch_first=True),
+    }
+
+
+def world_captions(rng: np.random.Generator, n: int) -> list[str]:
+    """Captions of n fresh world scenes."""
+    return [world.sample_scene(rng).caption for _ in range(n)]
+
+
+def _optimus_batch(rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
+    return caption_batch(world_captions(rng, n))
+
+
+def make_optimus_loss(total_steps: int):
+    """The loss for a run of `total_steps` (β's annealing depends on it)."""
+    anneal = max(1, int(ANNEAL_FRACTION * total_steps))
+
+    def optimus_loss(modules, batch: dict[str, torch.Tensor], step: int):
+        posterior = modules[ENCODER](batch["encoder_ids"])
+        mean, logvar = posterior.mean, posterior.logvar
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        ids, mask = batch["decoder_ids"], batch["decoder_mask"][:, 1:]
+        logits = modules[DECODER](ids[:, :-1], z)
+        tokens = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        rec = (tokens * mask).sum(dim=1).mean()
+        kl_dims = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean(dim=0)
+        beta = BETA * min(1.0, step / anneal)
+        loss = rec + beta * kl_dims.clamp(min=FREE_BITS).sum()
+        accuracy = ((logits.argmax(-1) == ids[:, 1:]).float() * mask).sum() / mask.sum()
+        return loss, {"rec": rec.item(), "kl": kl_dims.sum().item(), "beta": beta,
+                      "token_acc": accuracy.item()}
+
+    return optimus_loss
+
+
+@torch.no_grad()
+def encode_captions(encoder: nn.Module, captions: list[str]) -> torch.Tensor:
+    """Unscaled text latents (B, latent): the posterior means of the captions."""
+    return encoder(caption_batch(captions)["encoder_ids"]).mean
+
+
+def eval_captions() -> list[str]:
+    """The fixed evaluation captions."""
+    return world_captions(np.random.default_rng(EVAL_SEED), EVAL_SIZE)
+
+
+def train_optimus(
+    official: OfficialConfig, run_dir: Path, steps: int | None = None, accelerator=None
+) -> dict[str, nn.Module]:
+    """Train (or load) the Optimus VAE; writes the text scale factor to scale_factor.json."""
+    encoder = spec_by_name(ENCODER).build(official)
+    decoder = spec_by_name(DECODER).build(official)
+    spec = TrainSpec(**vars(OPTIMUS_DEFAULTS))
+    if steps is not None:
+        spec.steps, spec.warmup = steps, min(spec.warmup, steps // 10)
+    run_stage(spec, {ENCODER: encoder, DECODER: decoder}, make_optimus_loss(spec.steps),
+              _optimus_batch, run_dir, accelerator)
+    encoder.eval()
+    decoder.eval()
+    factor = float(1.0 / encode_captions(encoder, eval_captions()).std())
+    save_scale_factor(run_dir, OPTIMUS_STAGE, factor, accelerator)
+    return {ENCODER: encoder, DECODER: decoder}
+
+
+def caption_exact_match(encoder: nn.Module, decoder: nn.Module, captions: list[str]) -> float:
+    """Fraction of captions that greedy pipeline decoding of their latent gives back exactly."""
+    gpt2 = tokenizers()[1]
+    texts = decode_latents(decoder, gpt2, encode_captions(encoder, captions), greedy=True)
+    return float(np.mean([postprocess_text(t) == c for t, c in zip(texts, captions, strict=True)]))

@@ -1,0 +1,205 @@
+"""Stage 1: the image and audio autoencoders (diffusers `AutoencoderKL`) on the nano world.
+
+The image VAE learns world images and video frames (64 px → latent 4×8×8); the audio VAE learns
+the log-mel "fbank" of world sounds exactly as `codi.models.mel` computes it (256 frames × 64 mels
+→ latent 8×64×16). Both minimise L1 reconstruction plus a small KL; the image VAE adds an L1 on
+image gradients so flat shapes keep sharp edges. After training, each VAE's latent scale factor
+(1 / std of its scaled-by-one latents on a fixed sample) is written into its config as
+`scaling_factor` and into `run_dir/<stage>/scale_factor.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+
+from codi.convert.registry import spec_by_name
+from codi.decoding import to_uint8
+from codi.models.mel import wav_to_fbank
+from codi.nano import world
+from codi.nano.config import MEL_FRAMES, NUM_FRAMES
+from codi.official_config import OfficialConfig
+from codi.train.loop import TrainSpec, run_stage, stage_dir
+
+IMAGE_STAGE = "vae_image"
+AUDIO_STAGE = "vae_audio"
+#: Weight of the KL term, per latent element, against the per-pixel L1.
+IMAGE_KL_WEIGHT = 1e-4
+AUDIO_KL_WEIGHT = 1e-4
+#: Weight of the L1 on horizontal and vertical image differences.
+EDGE_WEIGHT = 0.5
+#: The fixed sample the scale factors and quality numbers are measured on.
+EVAL_SEED = 20240601
+EVAL_SIZE = 64
+IMAGE_DEFAULTS = TrainSpec(name=IMAGE_STAGE, steps=700, batch_size=16, lr=1e-3, warmup=50)
+AUDIO_DEFAULTS = TrainSpec(name=AUDIO_STAGE, steps=500, batch_size=8, lr=1e-3, warmup=50)
+
+
+class Autoencoding(nn.Module):
+    """Training view of a VAE: one forward gives the reconstruction and the per-sample KL.
+
+    (A single forward keeps distributed training correct: DDP only syncs through `forward`.)
+    """
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x → (reconstruction of a posterior sample, mean KL per latent element)."""
+        posterior = self.vae.encode(x).latent_dist
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        return self.vae.decode(posterior.sample()).sample, kl
+
+
+def world_frames(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n world pictures uint8 [n,64,64,3]: each a random frame of a fresh scene's video (frame 0
+    is the scene's image)."""
+    frames = []
+    for _ in range(n):
+        scene = world.sample_scene(rng)
+        frames.append(world.render_video(scene)[int(rng.integers(NUM_FRAMES))])
+    return np.stack(frames)
+
+
+def pixels_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 [n,H,W,3] → float [n,3,H,W] in [-1, 1] (the VAE's input range)."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def world_fbank(audios: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """World waves [n, samples] → the audio VAE input [n,1,256,64], as the pipeline's front end."""
+    return wav_to_fbank(torch.as_tensor(audios, dtype=torch.float32), MEL_FRAMES)
+
+
+def world_sounds(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n world sounds float32 [n, samples] of fresh scenes."""
+    return np.stack([world.render_audio(world.sample_scene(rng)) for _ in range(n)])
+
+
+def _image_batch(rng: np.random.Generator, n: int) -> torch.Tensor:
+    return pixels_to_tensor(world_frames(rng, n))
+
+
+def _audio_batch(rng: np.random.Generator, n: int) -> torch.Tensor:
+    return world_fbank(world_sounds(rng, n))
+
+
+def image_loss(modules, batch: torch.Tensor, step: int):
+    """L1 + EDGE_WEIGHT·L1 of image gradients + IMAGE_KL_WEIGHT·KL."""
+    recon, kl = modules[IMAGE_STAGE](batch)
+    l1 = (recon - batch).abs().mean()
+    edge = sum(
+        (recon.diff(dim=d) - batch.diff(dim=d)).abs().mean() for d in (-1, -2)
+    )
+    loss = l1 + EDGE_WEIGHT * edge + IMAGE_KL_WEIGHT * kl
+    return loss, {"l1": l1.item(), "edge": edge.item(), "kl": kl.item()}
+
+
+def audio_loss(modules, batch: torch.Tensor, step: int):
+    """L1 on the log-mel + AUDIO_KL_WEIGHT·KL."""
+    recon, kl = modules[AUDIO_STAGE](batch)
+    l1 = (recon - batch).abs().mean()
+    loss = l1 + AUDIO_KL_WEIGHT * kl
+    return loss, {"l1": l1.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def latent_scale_factor(vae: AutoencoderKL, x: torch.Tensor) -> float:
+    """1 / std of posterior samples of `x` (seeded), the latent diffusion scale factor."""
+    z = vae.encode(x).latent_dist.sample(torch.Generator().manual_seed(0))
+    return float(1.0 / z.float().std())
+
+
+def save_scale_factor(run_dir: Path, stage: str, factor: float, accelerator=None) -> None:
+    """Write run_dir/<stage>/scale_factor.json (main process only); refuse a non-finite one."""
+    if not math.isfinite(factor):
+        raise FloatingPointError(f"{stage}: latent scale factor is {factor}")
+    if accelerator is None or accelerator.is_main_process:
+        path = stage_dir(run_dir, stage) / "scale_factor.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"scale_factor": factor}))
+
+
+def _finish(vae: AutoencoderKL, run_dir: Path, stage: str, eval_x: torch.Tensor,
+            accelerator) -> None:
+    """Measure the scale factor; store it in the config and in scale_factor.json."""
+    factor = latent_scale_factor(vae, eval_x)
+    save_scale_factor(run_dir, stage, factor, accelerator)
+    vae.register_to_config(scaling_factor=factor)
+
+
+def _spec(defaults: TrainSpec, steps: int | None) -> TrainSpec:
+    spec = TrainSpec(**vars(defaults))
+    if steps is not None:
+        spec.steps = steps
+        spec.warmup = min(spec.warmup, steps // 10)
+    return spec
+
+
+def eval_images() -> np.ndarray:
+    """The fixed evaluation pictures (uint8 [EVAL_SIZE,64,64,3])."""
+    return world_frames(np.random.default_rng(EVAL_SEED), EVAL_SIZE)
+
+
+def eval_scenes() -> list[world.Scene]:
+    """The fixed evaluation scenes."""
+    rng = np.random.default_rng(EVAL_SEED)
+    return [world.sample_scene(rng) for _ in range(EVAL_SIZE)]
+
+
+def eval_sounds() -> np.ndarray:
+    """The fixed evaluation sounds (float32 [EVAL_SIZE, samples]), of `eval_scenes`."""
+    return np.stack([world.render_audio(scene) for scene in eval_scenes()])
+
+
+def train_vae_image(
+    official: OfficialConfig, run_dir: Path, steps: int | None = None, accelerator=None
+) -> dict[str, nn.Module]:
+    """Train (or load) the image VAE; its config carries the measured scaling_factor."""
+    vae = spec_by_name(IMAGE_STAGE).build(official)
+    run_stage(_spec(IMAGE_DEFAULTS, steps), {IMAGE_STAGE: Autoencoding(vae)}, image_loss,
+              _image_batch, run_dir, accelerator)
+    vae.eval()
+    _finish(vae, run_dir, IMAGE_STAGE, pixels_to_tensor(eval_images()), accelerator)
+    return {IMAGE_STAGE: vae}
+
+
+def train_vae_audio(
+    official: OfficialConfig, run_dir: Path, steps: int | None = None, accelerator=None
+) -> dict[str, nn.Module]:
+    """Train (or load) the audio VAE; its config carries the measured scaling_factor."""
+    vae = spec_by_name(AUDIO_STAGE).build(official)
+    run_stage(_spec(AUDIO_DEFAULTS, steps), {AUDIO_STAGE: Autoencoding(vae)}, audio_loss,
+              _audio_batch, run_dir, accelerator)
+    vae.eval()
+    _finish(vae, run_dir, AUDIO_STAGE, world_fbank(eval_sounds()), accelerator)
+    return {AUDIO_STAGE: vae}
+
+
+@torch.no_grad()
+def image_psnr(vae: AutoencoderKL, images: np.ndarray) -> float:
+    """Mean PSNR (dB, uint8 pixels) of posterior-mode reconstructions, decoded as the pipeline."""
+    x = pixels_to_tensor(images)
+    recon = to_uint8(vae.decode(vae.encode(x).latent_dist.mode()).sample.permute(0, 2, 3, 1))
+    mse = ((recon.astype(np.float64) - images) ** 2).mean(axis=(1, 2, 3))
+    return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
+
+
+@torch.no_grad()
+def mel_l1(vae: AutoencoderKL, sounds: np.ndarray) -> float:
+    """Mean absolute log-mel error of posterior-mode reconstructions."""
+    x = world_fbank(sounds)
+    return float((vae.decode(vae.encode(x).latent_dist.mode()).sample - x).abs().mean())
+
+
+def load_scale_factor(run_dir: Path, stage: str) -> float:
+    """The scale factor a finished stage wrote (image/audio VAE or optimus)."""
+    path = stage_dir(run_dir, stage) / "scale_factor.json"
+    return float(json.loads(path.read_text())["scale_factor"])

@@ -1,0 +1,175 @@
+"""Stage 1 bridge alignment (codi.train.align): losses, exact preprocessing, stages, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from codi.convert.registry import spec_by_name
+from codi.nano import world
+from codi.nano.config import CONTEXT_DIM, nano_official
+from codi.preprocess import clip_pixels
+from codi.train import align
+
+TINY_PLANS = {
+    align.IMAGE_STAGE: align.StagePlan(steps=2, batch_size=4, lr=1e-3, pool=8),
+    align.VIDEO_STAGE: align.StagePlan(steps=2, batch_size=4, lr=1e-3, pool=4),
+    align.AUDIO_STAGE: align.StagePlan(steps=2, batch_size=4, lr=1e-3, pool=4),
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return align.load_clip_tokenizer(align.VOCAB_DIR)
+
+
+@pytest.fixture(scope="module")
+def scenes() -> world.WorldBatch:
+    return world.sample_batch(np.random.default_rng(3), 4)
+
+
+def _encoders(seed: int = 0) -> dict[str, torch.nn.Module]:
+    torch.manual_seed(seed)
+    return {name: spec_by_name(name).build(nano_official()).eval()
+            for name in ("clip_text", "clip_vision", "clap")}
+
+
+def test_contrastive_loss_counts_every_matching_pair_as_positive():
+    a = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    labels = torch.tensor([0, 0, 1, 2, 3, 4])
+    scale = torch.tensor(20.0)
+    swapped = a[[1, 0, 2, 3, 4, 5]]  # rows 0 and 1 share a label: still perfectly matched
+    shuffled = a[[2, 3, 4, 5, 0, 1]]
+    aligned = align.contrastive_loss(a, a, labels, scale)
+    assert torch.allclose(aligned, align.contrastive_loss(a, swapped, labels, scale))
+    assert aligned < align.contrastive_loss(a, shuffled, labels, scale)
+    assert align.retrieval_accuracy(a, swapped, labels) == (1.0, 1.0)
+    assert align.retrieval_accuracy(a, shuffled, labels)[0] < 0.5
+
+
+def test_keys_hold_only_what_each_modality_carries(scenes):
+    scene = scenes.scenes[0]
+    obj = scene.objects[0]
+    assert (obj.colour, obj.shape) in align.audio_key(scene)
+    assert (obj.colour, obj.shape, obj.position) in align.image_key(scene)
+    assert (obj.colour, obj.shape, obj.position, obj.motion) in align.video_key(scene)
+
+
+def test_cached_pixels_are_exactly_what_the_pipeline_feeds_clip(scenes):
+    for conditions in (align.image_conditions(scenes.images[:2]),
+                       align.video_conditions(scenes.videos[:1])):
+        pixels = clip_pixels(conditions)
+        assert torch.equal(align.uint8_to_pixels(align.pixels_to_uint8(pixels)), pixels)
+
+
+def test_training_inputs_give_the_pipeline_tokens(scenes, tokenizer):
+    encoders = _encoders()
+    tokens = align.encode_world(encoders, tokenizer, scenes)
+    n = len(scenes.captions)
+    for modality, token in tokens.items():
+        assert token.shape == (n, 1, CONTEXT_DIM), modality
+        assert torch.allclose(token.norm(dim=-1), torch.ones(n, 1), atol=1e-5), modality
+    with torch.no_grad():
+        image = encoders["clip_vision"].encode(
+            align.uint8_to_pixels(align.preprocess("image", scenes)))
+        video = encoders["clip_vision"].encode(
+            align.uint8_to_pixels(align.preprocess("video", scenes)))
+        audio = encoders["clap"].embed_log_mel(align.preprocess("audio", scenes))
+        text = align.text_tokens(encoders["clip_text"], align.tokenize(tokenizer, scenes.captions))
+    assert torch.allclose(image, tokens["image"], atol=1e-6)
+    assert torch.allclose(video, tokens["video"], atol=1e-6)
+    assert torch.allclose(audio, tokens["audio"], atol=1e-6)
+    assert torch.allclose(text, tokens["text"][:, 0], atol=1e-6)
+
+
+def _fit(loss_fn, modules, batch, steps: int = 40) -> list[float]:
+    params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-3)
+    losses = []
+    for step in range(steps):
+        loss, _ = loss_fn(modules, batch, step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def test_image_stage_loss_decreases_on_a_fixed_batch(tokenizer):
+    encoders = _encoders()
+    rng = np.random.default_rng(0)
+    pools = align.Pools({"image": 8, "video": 4}, tokenizer)
+    batch = {"image": align._take(pools["image"], rng, 8),
+             "video": align._take(pools["video"], rng, 4)}
+    modules = {"clip_text": encoders["clip_text"].train(),
+               "clip_vision": encoders["clip_vision"].train(), "logit_scale": align.LogitScale()}
+    losses = _fit(align.image_stage_loss, modules, batch)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_audio_stage_loss_decreases_against_frozen_text(tokenizer):
+    encoders = _encoders()
+    pools = align.Pools({"audio": 8}, tokenizer)
+    batch = align._against_text(pools, "audio", encoders["clip_text"])(
+        np.random.default_rng(0), 8)
+    modules = {"clap": encoders["clap"].train(), "logit_scale": align.LogitScale()}
+    losses = _fit(align.audio_stage_loss, modules, batch)
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_video_stage_trains_only_the_temporal_layers(tokenizer, tmp_path):
+    encoders = _encoders()
+    before = {k: v.clone() for k, v in encoders["clip_vision"].state_dict().items()}
+    text_before = {k: v.clone() for k, v in encoders["clip_text"].state_dict().items()}
+    pools = align.Pools({"video": 4}, tokenizer)
+    out = align.align_video(encoders, pools, TINY_PLANS[align.VIDEO_STAGE], tmp_path)
+    after = out["clip_vision"].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".temporal_self_attn." in k for k in changed)
+    assert all(torch.equal(v, out["clip_text"].state_dict()[k]) for k, v in text_before.items())
+    assert all(p.requires_grad for p in out["clip_vision"].parameters())
+
+
+def test_alignment_runs_every_stage_and_loads_when_finished(tmp_path):
+    encoders = align.train_alignment(nano_official(), tmp_path, plans=TINY_PLANS, eval_size=8)
+    assert set(encoders) == {"clip_text", "clip_vision", "clap"}
+    report = json.loads((tmp_path / "align_eval.json").read_text())
+    assert set(report["retrieval"]) == {f"{a}_{b}" for v in ("image", "video", "audio")
+                                        for a, b in ((v, "to_text"), ("text", f"to_{v}"))}
+    assert all(0.0 <= acc <= 1.0 for acc in report["retrieval"].values())
+    logs = {name: (tmp_path / name / "log.jsonl").read_text() for name in TINY_PLANS}
+    again = align.train_alignment(nano_official(), tmp_path, plans=TINY_PLANS, eval_size=8)
+    assert logs == {name: (tmp_path / name / "log.jsonl").read_text() for name in TINY_PLANS}
+    for name, module in again.items():
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, encoders[name].state_dict()[key]), (name, key)
+
+
+def test_image_stage_resumes_to_the_uninterrupted_result(tokenizer, tmp_path, monkeypatch):
+    plan = align.StagePlan(steps=4, batch_size=4, lr=1e-3, pool=8)
+
+    def run(run_dir):
+        pools = align.Pools({"image": 8, "video": 4}, tokenizer)
+        return align.align_image(_encoders(), pools, plan, run_dir)
+
+    straight = run(tmp_path / "straight")
+    real_loss = align.image_stage_loss
+
+    def failing_loss(modules, batch, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real_loss(modules, batch, step)
+
+    monkeypatch.setattr(align, "image_stage_loss", failing_loss)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed")
+    monkeypatch.setattr(align, "image_stage_loss", real_loss)
+    assert (tmp_path / "resumed" / align.IMAGE_STAGE / "checkpoint" / "state.pt").exists()
+    run(tmp_path / "resumed")
+    final = tmp_path / "resumed" / align.IMAGE_STAGE / "final" / "clip_text.safetensors"
+    for key, value in load_file(final).items():
+        assert torch.allclose(value, straight["clip_text"].state_dict()[key], atol=1e-6), key

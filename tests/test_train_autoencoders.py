@@ -1,0 +1,155 @@
+"""Stage-1 autoencoder training (codi.train.vae / vocoder / optimus): losses, shapes, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from codi.convert.registry import spec_by_name
+from codi.models.vocoder import mel_to_waveform
+from codi.nano.config import MEL_FRAMES, TEXT_LATENT, nano_official
+from codi.text_decoding import detokenize, strip_special_words
+from codi.train import optimus, vae, vocoder
+from codi.train.autoencoders import latent_scale_factors
+from codi.train.loop import TrainSpec, run_stage
+
+
+@pytest.fixture(scope="module")
+def official():
+    """Nano with narrower VAEs and vocoder so the tests stay fast (same structure)."""
+    config = nano_official()
+    config.codi["autokl_cfg"]["args"]["ddconfig"].update(ch_mult=[1, 1, 1, 1])
+    config.codi["audioldm_cfg"]["args"]["ddconfig"].update(ch_mult=[1, 1, 1])
+    config.runtime_overrides["HIFIGAN_16K_64"]["upsample_initial_channel"] = 32
+    return config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on shared busy cores, a second one mostly spins."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def small_eval_sample(monkeypatch):
+    """Scale factors and quality measured on 4 items instead of 64."""
+    monkeypatch.setattr(vae, "EVAL_SIZE", 4)
+    monkeypatch.setattr(optimus, "EVAL_SIZE", 4)
+
+
+def _fixed_batch_losses(modules, loss_fn, batch, steps: int = 30, lr: float = 2e-3):
+    params = [p for m in modules.values() for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    losses = []
+    for step in range(steps):
+        loss, logs = loss_fn(modules, batch, step)
+        assert all(math.isfinite(v) for v in logs.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _build(name, official):
+    torch.manual_seed(0)
+    return spec_by_name(name).build(official)
+
+
+@pytest.mark.parametrize("stage", ["vae_image", "vae_audio", "vocoder", "optimus"])
+def test_loss_decreases_on_a_fixed_batch(stage, official):
+    """30 steps on one (cropped) batch: the stage's loss must fall by a fifth."""
+    rng = np.random.default_rng(0)
+    if stage == "vae_image":
+        modules = {stage: vae.Autoencoding(_build(stage, official))}
+        loss_fn, batch = vae.image_loss, vae._image_batch(rng, 2)[..., :32, :32]
+    elif stage == "vae_audio":
+        modules = {stage: vae.Autoencoding(_build(stage, official))}
+        loss_fn, batch = vae.audio_loss, vae._audio_batch(rng, 1)[..., :32, :]
+    elif stage == "vocoder":
+        torch.manual_seed(0)
+        modules = {stage: vocoder.fresh_vocoder(official)}
+        window = vocoder._vocoder_batch(rng, 1)
+        loss_fn, batch = vocoder.vocoder_loss, {"mel": window["mel"][:, :16],
+                                                "wave": window["wave"][:, :16 * 160]}
+    else:
+        modules = {name: _build(name, official) for name in (optimus.ENCODER, optimus.DECODER)}
+        loss_fn, batch = optimus.make_optimus_loss(30), optimus._optimus_batch(rng, 4)
+    losses = _fixed_batch_losses(modules, loss_fn, batch)
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_image_vae_stage_shapes_scale_factor_and_reload(official, tmp_path):
+    trained = vae.train_vae_image(official, tmp_path, steps=2)[vae.IMAGE_STAGE]
+    factor = trained.config.scaling_factor
+    assert math.isfinite(factor) and factor > 0
+    assert vae.load_scale_factor(tmp_path, vae.IMAGE_STAGE) == pytest.approx(factor)
+    x = vae.pixels_to_tensor(vae.world_frames(np.random.default_rng(1), 2))
+    with torch.no_grad():
+        z = trained.encode(x).latent_dist.mode()
+        assert z.shape == (2, 4, 8, 8)
+        assert trained.decode(z).sample.shape == x.shape
+    reloaded = vae.train_vae_image(official, tmp_path, steps=2)[vae.IMAGE_STAGE]
+    for ours, theirs in zip(trained.parameters(), reloaded.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+    assert latent_scale_factors(tmp_path) == {"image": pytest.approx(factor)}
+
+
+def test_audio_vae_stage_latent_shape(official, tmp_path):
+    trained = vae.train_vae_audio(official, tmp_path, steps=1)[vae.AUDIO_STAGE]
+    x = vae.world_fbank(vae.world_sounds(np.random.default_rng(1), 1))
+    assert x.shape == (1, 1, MEL_FRAMES, 64)
+    with torch.no_grad():
+        assert trained.encode(x).latent_dist.mode().shape == (1, 8, MEL_FRAMES // 4, 16)
+    assert math.isfinite(trained.config.scaling_factor)
+
+
+def test_vocoder_stage_resumes_at_the_checkpointed_step(official, tmp_path):
+    spec = TrainSpec(name="vocoder", steps=4, batch_size=1, lr=1e-3, checkpoint_every=2,
+                     log_every=1)
+    model = _build("vocoder", official)
+
+    def interrupted(modules, batch, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return vocoder.vocoder_loss(modules, batch, step)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(spec, {"vocoder": model}, interrupted, vocoder._vocoder_batch, tmp_path)
+    run_stage(spec, {"vocoder": _build("vocoder", official)}, vocoder.vocoder_loss,
+              vocoder._vocoder_batch, tmp_path)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "vocoder" / "log.jsonl").open()]
+    assert steps == [0, 1, 2, 2, 3]
+    trained = vocoder.train_vocoder(official, tmp_path)[vocoder.VOCODER_STAGE]
+    mel = vae.world_fbank(vae.world_sounds(np.random.default_rng(2), 1))
+    with torch.no_grad():
+        assert mel_to_waveform(trained, mel).shape[-1] >= MEL_FRAMES * 160
+
+
+def test_optimus_targets_detokenize_to_the_caption():
+    captions = optimus.world_captions(np.random.default_rng(3), 8)
+    batch = optimus.caption_batch(captions)
+    gpt2 = optimus.tokenizers()[1]
+    for row, mask, caption in zip(batch["decoder_ids"], batch["decoder_mask"], captions,
+                                  strict=True):
+        ids = row[mask.bool()].tolist()
+        assert strip_special_words(detokenize(gpt2, ids)) == caption
+
+
+def test_optimus_stage_latents_and_decoding(official, tmp_path):
+    trained = optimus.train_optimus(official, tmp_path, steps=2)
+    captions = optimus.eval_captions()[:2]
+    latents = optimus.encode_captions(trained[optimus.ENCODER], captions)
+    assert latents.shape == (2, TEXT_LATENT)
+    factor = vae.load_scale_factor(tmp_path, optimus.OPTIMUS_STAGE)
+    assert math.isfinite(factor) and factor > 0
+    match = optimus.caption_exact_match(trained[optimus.ENCODER], trained[optimus.DECODER],
+                                        captions)
+    assert 0.0 <= match <= 1.0
