@@ -24,11 +24,19 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"model folder to write at the end (default {NANO_DIR})")
     parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--steps", type=int, help="steps of EVERY stage (smoke tests)")
+    parser.add_argument("--stage-steps", nargs="+", default=[], metavar="STAGE=N",
+                        help="steps of single stages, e.g. optimus=500 diffusion_image=2000")
     parser.add_argument("--cache-scenes", type=int, default=CACHE_SCENES,
                         help="world scenes encoded for the diffusion stages")
     args = parser.parse_args(argv)
+    stage_steps = {}
+    for item in args.stage_steps:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            parser.error(f"--stage-steps {item!r}: write STAGE=N, e.g. optimus=500")
+        stage_steps[name] = int(value)
     summary = train_nano(args.run_dir, None if args.no_export else args.export, args.steps,
-                         args.cache_scenes)
+                         args.cache_scenes, stage_steps=stage_steps)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -35,7 +35,9 @@ def _stage_seconds(run_dir: Path) -> dict[str, float]:
     }
 
 
-def train_stage1_autoencoders(official, run_dir: Path, steps: int | None, accelerator):
+def train_stage1_autoencoders(
+    official, run_dir: Path, steps: int | None, accelerator, stage_steps: dict[str, int]
+):
     """Image VAE, audio VAE, vocoder and Optimus, with their latent scale factors."""
     from codi.train.optimus import OPTIMUS_STAGE, train_optimus
     from codi.train.vae import (
@@ -45,11 +47,13 @@ def train_stage1_autoencoders(official, run_dir: Path, steps: int | None, accele
         train_vae_audio,
         train_vae_image,
     )
-    from codi.train.vocoder import train_vocoder
+    from codi.train.vocoder import VOCODER_STAGE, train_vocoder
 
     components: dict[str, nn.Module] = {}
-    for train in (train_vae_image, train_vae_audio, train_vocoder, train_optimus):
-        components |= train(official, run_dir, steps, accelerator)
+    stages = {IMAGE_STAGE: train_vae_image, AUDIO_STAGE: train_vae_audio,
+              VOCODER_STAGE: train_vocoder, OPTIMUS_STAGE: train_optimus}
+    for name, train in stages.items():
+        components |= train(official, run_dir, stage_steps.get(name, steps), accelerator)
     factors = {"image": load_scale_factor(run_dir, IMAGE_STAGE),
                "audio": load_scale_factor(run_dir, AUDIO_STAGE),
                "text": load_scale_factor(run_dir, OPTIMUS_STAGE)}
@@ -74,11 +78,15 @@ def train_nano(
     steps: int | None = None,
     cache_scenes: int = CACHE_SCENES,
     accelerator=None,
+    stage_steps: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) every stage; export to `export_dir` (None: don't). Returns a summary.
 
     `steps` overrides every stage's step count (for smoke tests); None uses each stage's default.
+    `stage_steps` overrides single stages by name (an autoencoder, a `diffusion_*` UNet or
+    `connectors`), e.g. {"optimus": 500}.
     """
+    stage_steps = dict(stage_steps or {})
     from accelerate import Accelerator
 
     from codi.embedded import VOCAB_DIR
@@ -89,7 +97,8 @@ def train_nano(
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     started = time.time()
-    components, factors = train_stage1_autoencoders(nano_official(), run_dir, steps, accelerator)
+    components, factors = train_stage1_autoencoders(nano_official(), run_dir, steps, accelerator,
+                                                    stage_steps)
     official = nano_official(factors)
     components |= train_alignment(official, run_dir, steps, accelerator,
                                   plans=None if steps is None else small_pools(steps))
@@ -103,14 +112,18 @@ def train_nano(
                                cache_scenes, CACHE_SEED)
     accelerator.wait_for_everyone()
     cache = torch.load(cache_path, weights_only=True)
-    unets = {UNET_OF_MODALITY[m]: train_unet(m, official, cache, run_dir, steps, accelerator)
-             for m in ("image", "audio", "text")}
+    unets = {
+        UNET_OF_MODALITY[m]: train_unet(m, official, cache, run_dir,
+                                        stage_steps.get(f"diffusion_{m}", steps), accelerator)
+        for m in ("image", "audio", "text")
+    }
     components |= unets
-    components |= train_connectors(official, unets, cache, run_dir, steps, accelerator)
+    components |= train_connectors(official, unets, cache, run_dir,
+                                   stage_steps.get("connectors", steps), accelerator)
     summary = {"run_dir": str(run_dir), "scale_factors": factors,
                "stage_seconds": _stage_seconds(run_dir), "cache_scenes": cache_scenes,
                "seconds_this_run": round(time.time() - started, 1),
-               "processes": accelerator.num_processes}
+               "processes": accelerator.num_processes, "stage_steps": stage_steps}
     summary["training_hours"] = round(sum(summary["stage_seconds"].values()) / 3600, 3)
     if export_dir is not None and accelerator.is_main_process:
         folder = export_nano(components, official, export_dir, training=summary)
