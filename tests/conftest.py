@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,28 @@ def tiny_weights(fixture_dir):
     from codi.parity.fixtures import load_weights
 
     return load_weights(fixture_dir)
+
+
+#: Headless Chromium flags for a machine with no GPU, no network and a small /dev/shm.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    """(page, expect) in headless Debian chromium; skips without playwright or chromium."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install -r "
+                                      "requirements-dev.txt)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium; never `playwright install`)")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1320, "height": 1000})
+        try:
+            yield context.new_page(), sync_api.expect
+        finally:
+            context.close()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import zipfile
 
 import pytest
+from eval_client import wait_for_generation
 
 from ui.examples import EXAMPLES_DIR
 
@@ -65,13 +65,7 @@ def create(client, typed: str = "", uploads=(), systems=SYSTEMS, seeds: str = "1
 
 def generate_all(client, session_id: str) -> dict:
     client.predict(session_id, api_name="/eval_generate")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        state = client.predict(session_id, api_name="/eval_progress")
-        if not state["running"]:
-            return state
-        time.sleep(0.3)
-    pytest.fail("generation did not finish")
+    return wait_for_generation(client, session_id)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ is missing. Fast settings: 2 steps, 64 px images.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 FAST = {"steps": 2, "image_size": 64}
@@ -37,30 +35,6 @@ def served(tmp_path_factory):
     app.close()
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture()
-def page(tmp_path):
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install -r "
-                                      "requirements-dev.txt)")
-    if _chromium() is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium; never `playwright install`)")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync"]
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=_chromium(), headless=True, args=flags,
-            viewport={"width": 1320, "height": 1000})
-        try:
-            yield context.new_page(), sync_api.expect
-        finally:
-            context.close()
-
-
 def _check_vote(store, session_id: str, revealed_a: str, count: int) -> dict:
     votes = store.votes(session_id)
     assert len(votes) == count
@@ -69,9 +43,9 @@ def _check_vote(store, session_id: str, revealed_a: str, count: int) -> dict:
     return vote | {"a_was_left": revealed_a == vote["system_a"]}
 
 
-def test_generate_then_vote_with_the_keyboard(served, page, tmp_path):
+def test_generate_then_vote_with_the_keyboard(served, browser, tmp_path):
     app, store, session_id = served
-    page, expect = page
+    page, expect = browser
     page.goto(app.local_url)
     page.get_by_role("tab", name="Evaluate").click()
     expect(page.locator("#eval-session-info")).to_contain_text("keyboard session",

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from eval_client import wait_for_generation
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 2, "image_size": 64}
@@ -56,16 +57,6 @@ def _kill(server: subprocess.Popen) -> None:
     assert server.returncode == -signal.SIGKILL
 
 
-def _wait_generated(client, session_id: str) -> dict:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        state = client.predict(session_id, api_name="/eval_progress")
-        if not state["running"]:
-            return state
-        time.sleep(0.3)
-    pytest.fail("generation did not finish")
-
-
 def test_every_returned_vote_survives_kill_9(tmp_path):
     data_dir, port, log = tmp_path / "data", _free_port(), tmp_path / "server.log"
     server, client = _start(data_dir, port, log)
@@ -74,7 +65,7 @@ def test_every_returned_vote_survives_kill_9(tmp_path):
             name="crash", typed="a bell\na boat", uploads=[], outputs=["image"],
             systems=json.dumps(SYSTEMS), seeds="3", criteria="", api_name="/eval_create")
         client.predict(session_id, api_name="/eval_generate")
-        assert _wait_generated(client, session_id)["done"] == 6
+        assert wait_for_generation(client, session_id)["done"] == 6
 
         returned: list[int] = []
         stop = threading.Event()

@@ -7,7 +7,6 @@ system's Chromium (never a downloaded one) and skips, saying why, when either is
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -135,59 +134,39 @@ def test_cancel_stops_a_running_generation(client):
     assert generate(client, text="after cancel", outputs=["image"])["images"]
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+def test_browser_generates_from_an_uploaded_image(served, tmp_path, browser):
+    page, expect = browser
+    page.goto(served.local_url)
+    expect(page.locator("#model-status")).to_contain_text("tiny random", timeout=60_000)
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#input-image input[type=file]").set_input_files(
+        str(EXAMPLES_DIR / "sunset.png"))
+    expect(page.locator("#input-image img")).to_be_visible(timeout=30_000)
+    page.locator("#outputs-choice").get_by_label("text").check()
+    expect(page.locator("#out-text")).to_be_visible()
+    expect(page.locator("#out-audio")).to_be_hidden()
+    expect(page.locator("#inputs-summary")).to_contain_text("image ×1")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#out-image img").first).to_be_visible(timeout=120_000)
+    expect(page.locator("#out-text textarea")).not_to_have_value("", timeout=120_000)
+    expect(page.locator("#run-status")).to_contain_text("Done", timeout=30_000)
+    expect(page.locator("#history-gallery img").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
 
+    outputs = page.locator("#outputs-choice")
+    outputs.get_by_label("text").uncheck()
+    expect(page.locator("#out-text")).to_be_hidden()
+    page.locator("#history-gallery img").first.click()
+    expect(page.locator("#run-status")).to_contain_text("Restored #1")
+    expect(outputs.get_by_label("text")).to_be_checked()
+    expect(page.locator("#out-text")).to_be_visible()
 
-def test_browser_generates_from_an_uploaded_image(served, tmp_path):
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install -r "
-                                      "requirements-dev.txt)")
-    if _chromium() is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium; never `playwright install`)")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync"]
-    with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=_chromium(), headless=True, args=flags,
-            viewport={"width": 1320, "height": 1000})
-        try:
-            page = context.new_page()
-            page.goto(served.local_url)
-            expect = sync_api.expect
-            expect(page.locator("#model-status")).to_contain_text("tiny random", timeout=60_000)
-            page.get_by_role("tab", name="Image").click()
-            page.locator("#input-image input[type=file]").set_input_files(
-                str(EXAMPLES_DIR / "sunset.png"))
-            expect(page.locator("#input-image img")).to_be_visible(timeout=30_000)
-            page.locator("#outputs-choice").get_by_label("text").check()
-            expect(page.locator("#out-text")).to_be_visible()
-            expect(page.locator("#out-audio")).to_be_hidden()
-            expect(page.locator("#inputs-summary")).to_contain_text("image ×1")
-            page.get_by_role("button", name="Generate").click()
-            expect(page.locator("#out-image img").first).to_be_visible(timeout=120_000)
-            expect(page.locator("#out-text textarea")).not_to_have_value("", timeout=120_000)
-            expect(page.locator("#run-status")).to_contain_text("Done", timeout=30_000)
-            expect(page.locator("#history-gallery img").first).to_be_visible(timeout=30_000)
-            page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
-
-            outputs = page.locator("#outputs-choice")
-            outputs.get_by_label("text").uncheck()
-            expect(page.locator("#out-text")).to_be_hidden()
-            page.locator("#history-gallery img").first.click()
-            expect(page.locator("#run-status")).to_contain_text("Restored #1")
-            expect(outputs.get_by_label("text")).to_be_checked()
-            expect(page.locator("#out-text")).to_be_visible()
-
-            page.locator("#examples").get_by_text("Two prompts, two pictures").click()
-            page.get_by_role("tab", name="Text").click()
-            expect(page.locator("#input-text textarea")).to_have_value(
-                "a rainy city street at night")
-            expect(page.locator("#input-text2 textarea")).to_have_value("a jazz saxophone solo")
-            expect(outputs.get_by_label("video")).to_be_checked()
-        finally:
-            context.close()
+    page.locator("#examples").get_by_text("Two prompts, two pictures").click()
+    page.get_by_role("tab", name="Text").click()
+    expect(page.locator("#input-text textarea")).to_have_value(
+        "a rainy city street at night")
+    expect(page.locator("#input-text2 textarea")).to_have_value("a jazz saxophone solo")
+    expect(outputs.get_by_label("video")).to_be_checked()
     assert (tmp_path / "studio.png").stat().st_size > 10_000
 
 
