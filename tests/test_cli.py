@@ -140,7 +140,7 @@ def test_generate_prints_paths_and_the_model_note(monkeypatch, tmp_path, capsys)
 
 
 def test_models_lists_the_resolved_model(capsys):
-    assert cli.main(["models", "--model", "embedded"]) == 0
+    assert cli.main(["models", "--model", "tiny"]) == 0
     out = capsys.readouterr().out
     assert "kind: embedded-random" in out and "unet_image_connectors" in out
 
@@ -149,7 +149,7 @@ def test_generate_end_to_end_with_the_embedded_model(tmp_path):
     """The real command in a fresh interpreter: the embedded model, two outputs, one step."""
     proc = subprocess.run(
         [sys.executable, "-m", "codi", "generate", "--text", "a red fox", "--outputs",
-         "image,text", "--steps", "1", "--size", "64", "--seed", "1", "--model", "embedded",
+         "image,text", "--steps", "1", "--size", "64", "--seed", "1", "--model", "tiny",
          "--device", "cpu", "--quiet", "--out", str(tmp_path)],
         check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
     )

@@ -27,7 +27,7 @@ def rated_session(data: Path, tmp_path: Path) -> tuple[object, str]:
         [PromptItem("p0", [InputSpec("text", "a cat"), InputSpec("image", "cat.png", 0.5)],
                     ["image", "text"]),
          PromptItem("p1", [InputSpec("text", "a dog")], ["image"])],
-        [SystemSpec("a", "embedded", {"steps": 2}), SystemSpec("b", "embedded", {"steps": 4})],
+        [SystemSpec("a", "tiny", {"steps": 2}), SystemSpec("b", "tiny", {"steps": 4})],
         [1, 2])
     session_id = store.create_session(spec, media_root=tmp_path)
     for cell in store.cells(session_id):

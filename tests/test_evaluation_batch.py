@@ -28,8 +28,8 @@ def tiny_spec(prompts: int, seeds: tuple[int, ...] = (1,)) -> SessionSpec:
         name="grid",
         prompts=[PromptItem(f"p{i}", [InputSpec("text", f"a red square {i}")], ["image"])
                  for i in range(prompts)],
-        systems=[SystemSpec("one-step", "embedded", {"steps": 1, "image_size": 64}),
-                 SystemSpec("two-steps", "embedded", {"steps": 2, "image_size": 64})],
+        systems=[SystemSpec("one-step", "tiny", {"steps": 1, "image_size": 64}),
+                 SystemSpec("two-steps", "tiny", {"steps": 2, "image_size": 64})],
         seeds=list(seeds),
     )
 

@@ -35,7 +35,7 @@ def make_spec(prompts: int = 2, systems: int = 2, seeds: tuple[int, ...] = (1, 2
         name="test",
         prompts=[PromptItem(f"p{i}", [InputSpec("text", f"prompt {i}")], ["image"])
                  for i in range(prompts)],
-        systems=[SystemSpec(f"sys{i}", "embedded", {"steps": 2 + i}) for i in range(systems)],
+        systems=[SystemSpec(f"sys{i}", "tiny", {"steps": 2 + i}) for i in range(systems)],
         seeds=list(seeds),
     )
 

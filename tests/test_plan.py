@@ -38,7 +38,7 @@ def test_precisions_scale_the_bytes():
 
 def test_cli_plan_on_the_embedded_model(capsys):
     assert cli.main(["plan", "--inputs", "text,audio", "--outputs", "image,video",
-                     "--dtype", "fp32", "--model", "embedded"]) == 0
+                     "--dtype", "fp32", "--model", "tiny"]) == 0
     out = capsys.readouterr().out
     for name in ("clip_text", "clap", "unet_image", "unet_image_connectors", "vae_image"):
         assert name in out

@@ -17,8 +17,8 @@ from eval_client import wait_for_generation
 from ui.examples import EXAMPLES_DIR
 
 FAST = {"steps": 2, "image_size": 64}
-SYSTEMS = [{"name": "two steps", "model": "embedded", "settings": FAST},
-           {"name": "two steps cfg 1", "model": "embedded", "settings": FAST | {
+SYSTEMS = [{"name": "two steps", "model": "tiny", "settings": FAST},
+           {"name": "two steps cfg 1", "model": "tiny", "settings": FAST | {
                "guidance_scale": 1.0}}]
 ENDPOINTS = ("/eval_create", "/eval_generate", "/eval_progress", "/eval_cancel", "/eval_sessions",
              "/eval_next", "/eval_vote", "/eval_rate", "/eval_results", "/eval_export",
@@ -31,7 +31,7 @@ def served(tmp_path_factory):
     from ui.studio import Studio
 
     data_dir = tmp_path_factory.mktemp("eval-data")
-    studio = Studio("embedded", output_dir=tmp_path_factory.mktemp("studio-out"))
+    studio = Studio("tiny", output_dir=tmp_path_factory.mktemp("studio-out"))
     app = build_app(studio, data_dir=data_dir)
     app.queue(default_concurrency_limit=1, max_size=64)
     app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True,
@@ -205,7 +205,7 @@ def test_bad_uploads_are_messages(client, tmp_path):
 def test_parallel_raters_lose_no_vote(client, served, store):
     from gradio_client import Client
 
-    three = [*SYSTEMS, {"name": "three steps", "model": "embedded", "settings": FAST | {
+    three = [*SYSTEMS, {"name": "three steps", "model": "tiny", "settings": FAST | {
         "steps": 3}}]
     _, session_id = create(client, typed="a bell", systems=three, seeds="7, 8")
     assert generate_all(client, session_id)["done"] == 6

@@ -24,9 +24,9 @@ def served(tmp_path_factory):
     store = open_store(data_dir)
     spec = SessionSpec("keyboard session",
                        [PromptItem("cat", [InputSpec("text", "a cat")], ["image"])],
-                       [SystemSpec(name, "embedded", FAST) for name in SYSTEMS], [1, 2])
+                       [SystemSpec(name, "tiny", FAST) for name in SYSTEMS], [1, 2])
     session_id = store.create_session(spec)
-    studio = Studio("embedded", output_dir=tmp_path_factory.mktemp("studio-out"))
+    studio = Studio("tiny", output_dir=tmp_path_factory.mktemp("studio-out"))
     app = build_app(studio, data_dir=data_dir)
     app.queue(default_concurrency_limit=1, max_size=8)
     app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True,

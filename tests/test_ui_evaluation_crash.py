@@ -21,7 +21,7 @@ from eval_client import wait_for_generation
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 2, "image_size": 64}
-SYSTEMS = [{"name": name, "model": "embedded", "settings": FAST | {"guidance_scale": scale}}
+SYSTEMS = [{"name": name, "model": "tiny", "settings": FAST | {"guidance_scale": scale}}
            for name, scale in (("cfg 1", 1.0), ("cfg 4", 4.0), ("cfg 8", 8.0))]
 
 
@@ -37,7 +37,7 @@ def _start(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, obje
     env = os.environ | {"HF_HUB_OFFLINE": "1", "CODI_DATA_DIR": "/nonexistent-flag-wins"}
     with log.open("ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "app.py", "--model", "embedded", "--data-dir", str(data_dir),
+            [sys.executable, "app.py", "--model", "tiny", "--data-dir", str(data_dir),
              "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -24,7 +24,7 @@ def served(tmp_path_factory):
     from ui.app import build_app, launch_options
     from ui.studio import Studio
 
-    studio = Studio("embedded", output_dir=tmp_path_factory.mktemp("studio-out"))
+    studio = Studio("tiny", output_dir=tmp_path_factory.mktemp("studio-out"))
     app = build_app(studio)
     app.queue(default_concurrency_limit=1, max_size=8)
     app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True,

@@ -52,8 +52,8 @@ class PromptItem:
 
 @dataclass
 class SystemSpec:
-    """A system under comparison: a model ("auto", "embedded" or a folder) + overrides of
-    `GenerationSettings` (steps, guidance_scale, cross_modal, image_size, ...) and of
+    """A system under comparison: a model ("auto", "embedded", "nano", "tiny" or a folder),
+    overrides of `GenerationSettings` (steps, guidance_scale, cross_modal, image_size, ...) and of
     `RuntimeOptions` (dtype, quantize, ...)."""
 
     name: str
@@ -84,7 +84,8 @@ class SystemSpec:
         _check(isinstance(self.name, str) and 0 < len(self.name.strip()) <= MAX_NAME,
                f"Each system needs a name of 1 to {MAX_NAME} characters.")
         _check(isinstance(self.model, str) and self.model.strip() != "",
-               f"System {self.name!r}: give a model ('auto', 'embedded' or a folder).")
+               f"System {self.name!r}: give a model ('auto', 'embedded', 'nano', 'tiny' or a "
+               "folder).")
         allowed = {f.name for f in fields(GenerationSettings)} - set(SESSION_OWNED_SETTINGS)
         unknown = sorted(set(self.settings) - allowed)
         _check(not unknown, f"System {self.name!r}: unknown setting(s) {', '.join(unknown)}; "
