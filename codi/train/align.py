@@ -54,6 +54,9 @@ DATA_SEED = 6
 EVAL_SEED = 60_006
 EVAL_SIZE = 64
 _CHUNK = 64  # world samples drawn and preprocessed at a time
+#: `align_image` batches hold one captioned video per this many captioned images (a video costs
+#: about as much as 8 images; the images carry most of the signal, the videos the motion words).
+VIDEO_SHARE = 8
 #: Initial logit scale 5 (temperature 0.2; CLIP starts at 1/0.07) and CLIP's cap, 100. Trained from
 #: scratch, a sharper start pushes both towers to constant outputs before they learn anything.
 _LOGIT_SCALE_INIT, _LOGIT_SCALE_MAX = math.log(5.0), math.log(100.0)
@@ -70,7 +73,7 @@ class StagePlan:
 
 
 DEFAULT_PLANS: dict[str, StagePlan] = {
-    IMAGE_STAGE: StagePlan(steps=600, batch_size=64, lr=2e-3, pool=1024),
+    IMAGE_STAGE: StagePlan(steps=2000, batch_size=64, lr=2e-3, pool=1024),
     VIDEO_STAGE: StagePlan(steps=150, batch_size=32, lr=1e-3, pool=1024),
     AUDIO_STAGE: StagePlan(steps=300, batch_size=32, lr=1e-3, pool=1024),
 }
@@ -311,7 +314,8 @@ def align_image(
     """(a) CLIP text + vision (temporal layers included) on captioned images and videos."""
 
     def make_batch(rng: np.random.Generator, n: int) -> dict:
-        return {"image": _take(pools["image"], rng, n), "video": _take(pools["video"], rng, n // 2)}
+        videos = max(1, n // VIDEO_SHARE)
+        return {"image": _take(pools["image"], rng, n), "video": _take(pools["video"], rng, videos)}
 
     modules = {"clip_text": encoders["clip_text"], "clip_vision": encoders["clip_vision"],
                "logit_scale": LogitScale()}
