@@ -46,7 +46,7 @@ from codi.models.clip import load_clip_tokenizer, tokenize
 from codi.nano import world
 from codi.official_config import OfficialConfig
 from codi.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
-from codi.train.loop import TrainSpec, run_stage
+from codi.train.loop import TrainSpec, run_stage, stage_seconds
 
 IMAGE_STAGE, VIDEO_STAGE, AUDIO_STAGE = "align_image", "align_video", "align_audio"
 #: Pools are drawn from the world with this seed (and the view), the evaluation batch with its own.
@@ -359,11 +359,6 @@ def align_audio(
     return {**encoders, "clap": clap}
 
 
-def _stage_seconds(run_dir: Path, name: str) -> float | None:
-    done = Path(run_dir) / name / "done.json"
-    return json.loads(done.read_text())["seconds"] if done.exists() else None
-
-
 def train_alignment(
     official: OfficialConfig,
     run_dir: Path,
@@ -397,7 +392,7 @@ def train_alignment(
     if accelerator is None or accelerator.is_main_process:
         report = {"retrieval": evaluate(encoders, tokenizer, eval_size),
                   "pool_seconds": pools.seconds,
-                  "stage_seconds": {name: _stage_seconds(run_dir, name) for name in plans}}
+                  "stage_seconds": {name: stage_seconds(run_dir, name) for name in plans}}
         (run_dir / "align_eval.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
     return encoders

@@ -58,7 +58,7 @@ def stage_quality(stage: str, modules: dict[str, nn.Module]) -> dict[str, float]
 
 
 def latent_scale_factors(run_dir: Path) -> dict[str, float]:
-    """Scale factors of the finished stages, keyed ("image", "audio", "text") for `nano_official`."""
+    """Scale factors of the finished stages, keyed "image", "audio", "text" for `nano_official`."""
     stages = {"image": IMAGE_STAGE, "audio": AUDIO_STAGE, "text": OPTIMUS_STAGE}
     return {
         modality: load_scale_factor(run_dir, stage) for modality, stage in stages.items()

@@ -22,18 +22,19 @@ from codi.conditioning import (
     RandomSources,
     image_to_condition_tensor,
 )
-from codi.models.mel import wav_to_fbank
-from codi.nano.config import MEL_FRAMES
 from codi.tokenizers import optimus_bert_token_ids
+from codi.train.vae import pixels_to_tensor, world_fbank
 
 #: Latent keys and the token keys of a cache.
 LATENTS = ("image", "video", "audio", "text")
 TOKENS = ("tok_text", "tok_image", "tok_audio")
 
 
-def _pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 [n,H,W,3] → float [n,3,H,W] in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+def _condition_encoder(components: dict[str, nn.Module], tokenizers: dict):
+    """The pipeline's own input encoder over `components`, and deterministic random sources."""
+    encoder = ConditionEncoder(components.__getitem__, tokenizers["clip"], torch.device("cpu"),
+                               torch.float32)
+    return encoder, RandomSources(torch.Generator().manual_seed(0), np.random.RandomState(0), False)
 
 
 @torch.no_grad()
@@ -47,17 +48,16 @@ def encode_world_batch(
     """
     n = len(batch.captions)
     vae, audio_vae = components["vae_image"], components["vae_audio"]
-    image = vae.config.scaling_factor * vae.encode(_pixels(batch.images)).latent_dist.mean
-    frames = _pixels(batch.videos.reshape(-1, *batch.videos.shape[2:]))
+    image = vae.config.scaling_factor * vae.encode(
+        pixels_to_tensor(batch.images)).latent_dist.mean
+    frames = pixels_to_tensor(batch.videos.reshape(-1, *batch.videos.shape[2:]))
     video = vae.config.scaling_factor * vae.encode(frames).latent_dist.mean
     video = video.reshape(n, -1, *video.shape[1:]).permute(0, 2, 1, 3, 4)
-    fbank = wav_to_fbank(torch.from_numpy(batch.audios).float(), MEL_FRAMES)
-    audio = audio_vae.config.scaling_factor * audio_vae.encode(fbank).latent_dist.mean
+    audio = audio_vae.config.scaling_factor * audio_vae.encode(
+        world_fbank(batch.audios)).latent_dist.mean
     ids = optimus_bert_token_ids(tokenizers["optimus_bert"], batch.captions)
     text = text_scale * components["optimus_encoder"](ids).mean
-    encoder = ConditionEncoder(components.__getitem__, tokenizers["clip"], torch.device("cpu"),
-                               torch.float32)
-    rng = RandomSources(torch.Generator().manual_seed(0), np.random.RandomState(0), False)
+    encoder, rng = _condition_encoder(components, tokenizers)
     image_cond = torch.stack([image_to_condition_tensor(Image.fromarray(i), rng)
                               for i in batch.images])
     return {
@@ -75,9 +75,7 @@ def unconditional_tokens(
     """What the pipeline feeds for "no input" of each modality (empty prompt, zeros, silence)."""
     from codi.nano.config import AUDIO_SAMPLES, IMAGE_SIZE
 
-    encoder = ConditionEncoder(components.__getitem__, tokenizers["clip"], torch.device("cpu"),
-                               torch.float32)
-    rng = RandomSources(torch.Generator().manual_seed(0), np.random.RandomState(0), False)
+    encoder, rng = _condition_encoder(components, tokenizers)
     black = Image.fromarray(np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
     zero_image = torch.zeros_like(image_to_condition_tensor(black, rng))[None]
     return {

@@ -50,6 +50,12 @@ def is_done(run_dir: Path, name: str) -> bool:
     return (stage_dir(run_dir, name) / "done.json").exists()
 
 
+def stage_seconds(run_dir: Path, name: str) -> float | None:
+    """Training seconds of a finished stage (summed over resumed runs); None if unfinished."""
+    done = stage_dir(run_dir, name) / "done.json"
+    return float(json.loads(done.read_text())["seconds"]) if done.exists() else None
+
+
 def load_final(run_dir: Path, name: str, modules: dict[str, nn.Module]) -> dict[str, nn.Module]:
     """Load a finished stage's final weights into `modules` (strict), in place."""
     final = stage_dir(run_dir, name) / "final"

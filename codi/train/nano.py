@@ -22,17 +22,16 @@ from codi.nano.export import NANO_DIR, export_nano, folder_megabytes
 from codi.train.connectors import train_connectors
 from codi.train.diffusion import train_unet
 from codi.train.latent_cache import build_latent_cache
+from codi.train.loop import stage_seconds
 
 CACHE_SCENES = 2048
 CACHE_SEED = 31
 
 
-def _stage_seconds(run_dir: Path) -> dict[str, float]:
-    """Training seconds of every finished stage (summed over resumed runs)."""
-    return {
-        done.parent.name: float(json.loads(done.read_text()).get("seconds", 0.0))
-        for done in sorted(Path(run_dir).glob("*/done.json"))
-    }
+def _finished_stage_seconds(run_dir: Path) -> dict[str, float]:
+    """Training seconds of every finished stage in `run_dir`."""
+    names = sorted(done.parent.name for done in Path(run_dir).glob("*/done.json"))
+    return {name: stage_seconds(run_dir, name) for name in names}
 
 
 def train_stage1_autoencoders(
@@ -121,7 +120,7 @@ def train_nano(
     components |= train_connectors(official, unets, cache, run_dir,
                                    stage_steps.get("connectors", steps), accelerator)
     summary = {"run_dir": str(run_dir), "scale_factors": factors,
-               "stage_seconds": _stage_seconds(run_dir), "cache_scenes": cache_scenes,
+               "stage_seconds": _finished_stage_seconds(run_dir), "cache_scenes": cache_scenes,
                "seconds_this_run": round(time.time() - started, 1),
                "processes": accelerator.num_processes, "stage_steps": stage_steps}
     summary["training_hours"] = round(sum(summary["stage_seconds"].values()) / 3600, 3)
