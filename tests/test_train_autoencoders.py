@@ -65,8 +65,10 @@ def _build(name, official):
 
 @pytest.mark.parametrize("stage", ["vae_image", "vae_audio", "vocoder", "optimus"])
 def test_loss_decreases_on_a_fixed_batch(stage, official):
-    """30 steps on one (cropped) batch: the stage's loss must fall by a fifth."""
+    """30 steps (Optimus: 60, its word dropout makes the loss noisy) on one (cropped) batch: the
+    stage's loss must fall by a fifth."""
     rng = np.random.default_rng(0)
+    steps = 30
     if stage == "vae_image":
         modules = {stage: vae.Autoencoding(_build(stage, official))}
         loss_fn, batch = vae.image_loss, vae._image_batch(rng, 2)[..., :32, :32]
@@ -80,9 +82,13 @@ def test_loss_decreases_on_a_fixed_batch(stage, official):
         loss_fn, batch = vocoder.vocoder_loss, {"mel": window["mel"][:, :16],
                                                 "wave": window["wave"][:, :16 * 160]}
     else:
-        modules = {name: _build(name, official) for name in (optimus.ENCODER, optimus.DECODER)}
-        loss_fn, batch = optimus.make_optimus_loss(30), optimus._optimus_batch(rng, 4)
-    losses = _fixed_batch_losses(modules, loss_fn, batch)
+        torch.manual_seed(0)
+        encoder, decoder = optimus.fresh_optimus(official)
+        modules = {optimus.ENCODER: encoder, optimus.DECODER: decoder,
+                   optimus.BOW_HEAD: optimus.bow_head(decoder)}
+        loss_fn, batch = optimus.make_optimus_loss(60), optimus._optimus_batch(rng, 4)
+        steps = 60
+    losses = _fixed_batch_losses(modules, loss_fn, batch, steps)
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
 
 
@@ -131,6 +137,26 @@ def test_vocoder_stage_resumes_at_the_checkpointed_step(official, tmp_path):
     mel = vae.world_fbank(vae.world_sounds(np.random.default_rng(2), 1))
     with torch.no_grad():
         assert mel_to_waveform(trained, mel).shape[-1] >= MEL_FRAMES * 160
+
+
+def test_optimus_latent_path_starts_at_unit_gain(official):
+    encoder, decoder = optimus.fresh_optimus(official)
+    for layer in (encoder.bert.pooler.dense, encoder.linear,
+                  decoder.latent_embedding, decoder.latent_memory):
+        assert float(layer.weight.std()) == pytest.approx(layer.in_features ** -0.5, rel=0.2)
+    # The rest keeps the transformers init (N(0, 0.02)).
+    assert float(decoder.transformer.wte.weight.std()) == pytest.approx(0.02, rel=0.2)
+
+
+def test_word_dropout_keeps_bos_and_drops_a_fraction():
+    torch.manual_seed(0)
+    ids = torch.full((64, 40), 7)
+    dropped = optimus._drop_words(ids)
+    pad = optimus.tokenizers()[1].convert_tokens_to_ids("<PAD>")
+    assert (dropped[:, 0] == 7).all()
+    fraction = float((dropped[:, 1:] == pad).float().mean())
+    assert fraction == pytest.approx(optimus.WORD_DROPOUT, abs=0.03)
+    assert ((dropped == 7) | (dropped == pad)).all()
 
 
 def test_optimus_targets_detokenize_to_the_caption():

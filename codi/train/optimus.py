@@ -38,7 +38,18 @@ BETA = 0.5
 FREE_BITS = 2.0
 #: Fraction of the steps over which β and the posterior sampling noise rise linearly from 0.
 ANNEAL_FRACTION = 0.3
-OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=1200, batch_size=32, lr=3e-3, warmup=50)
+#: Fraction of decoder input tokens (after <BOS>) replaced by <PAD> during training, so the
+#: decoder cannot predict a caption from its own prefix alone and must read the latent.
+WORD_DROPOUT = 0.3
+#: Weight of the bag-of-words loss: a training-only head predicts the caption's tokens from the
+#: latent alone, which gives the encoder a direct reason to put the caption into the latent.
+BOW_WEIGHT = 3.0
+BOW_HEAD = "optimus_bow_head"
+#: Weight of ||batch mean of the posterior means||². Without it the quickest way for the decoder
+#: and the bag-of-words head to learn the caption prior is one large constant latent, which
+#: saturates BERT's tanh pooler and leaves every caption with the same latent for good.
+CENTERING_WEIGHT = 10.0
+OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=2000, batch_size=32, lr=1e-3, warmup=50)
 
 
 @cache
@@ -77,6 +88,32 @@ def _optimus_batch(rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
     return caption_batch(world_captions(rng, n))
 
 
+def _drop_words(ids: torch.Tensor) -> torch.Tensor:
+    """Decoder inputs with WORD_DROPOUT of the tokens after <BOS> replaced by <PAD>."""
+    pad = tokenizers()[1].convert_tokens_to_ids("<PAD>")
+    drop = torch.rand(ids.shape, device=ids.device) < WORD_DROPOUT
+    drop[:, 0] = False
+    return ids.masked_fill(drop, pad)
+
+
+def bow_head(decoder: nn.Module) -> nn.Linear:
+    """The training-only bag-of-words head: latent → logits over the decoder's vocabulary.
+
+    Its bias starts at the log unigram frequencies of world captions, so from the first step its
+    loss measures what the latent adds to the prior (Adam would need thousands of steps to move
+    50k biases there, and meanwhile pushes the prior into the latent instead).
+    """
+    head = nn.Linear(decoder.config.latent_size, decoder.config.vocab_size)
+    counts = torch.ones(decoder.config.vocab_size) * 1e-3
+    for caption in world_captions(np.random.default_rng(EVAL_SEED + 1), 2048):
+        counts.index_add_(0, torch.tensor(_decoder_ids(caption)[1:]), torch.ones(1).expand(
+            len(_decoder_ids(caption)) - 1))
+    with torch.no_grad():
+        head.bias.copy_((counts / counts.sum()).log())
+        head.weight.mul_(0.1)
+    return head
+
+
 def make_optimus_loss(total_steps: int):
     """The loss for a run of `total_steps` (β's annealing depends on it)."""
     anneal = max(1, int(ANNEAL_FRACTION * total_steps))
@@ -87,17 +124,44 @@ def make_optimus_loss(total_steps: int):
         ramp = min(1.0, step / anneal)
         z = mean + ramp * torch.randn_like(mean) * (0.5 * logvar).exp()
         ids, mask = batch["decoder_ids"], batch["decoder_mask"][:, 1:]
-        logits = modules[DECODER](ids[:, :-1], z)
+        logits = modules[DECODER](_drop_words(ids[:, :-1]), z)
         tokens = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
         rec = (tokens * mask).sum(dim=1).mean()
+        bow_log_probs = modules[BOW_HEAD](z).log_softmax(dim=-1).gather(1, ids[:, 1:])
+        bow = -(bow_log_probs * mask).sum(dim=1).mean()
         kl_dims = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean(dim=0)
         beta = BETA * ramp
-        loss = rec + beta * kl_dims.clamp(min=FREE_BITS).sum()
+        centering = mean.mean(dim=0).pow(2).sum()
+        loss = (rec + BOW_WEIGHT * bow + CENTERING_WEIGHT * centering
+                + beta * kl_dims.clamp(min=FREE_BITS).sum())
         accuracy = ((logits.argmax(-1) == ids[:, 1:]).float() * mask).sum() / mask.sum()
-        return loss, {"rec": rec.item(), "kl": kl_dims.sum().item(), "beta": beta,
-                      "token_acc": accuracy.item()}
+        return loss, {"rec": rec.item(), "bow": bow.item(), "centering": centering.item(),
+                      "kl": kl_dims.sum().item(),
+                      "beta": beta, "token_acc": accuracy.item()}
 
     return optimus_loss
+
+
+def _unit_gain_(linear: nn.Linear) -> None:
+    nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+def fresh_optimus(official: OfficialConfig) -> tuple[nn.Module, nn.Module]:
+    """An encoder/decoder pair to train, with the latent path at unit gain.
+
+    With BERT/GPT-2's N(0, 0.02) init the path pooler → latent → decoder scales the caption's
+    signal by ~0.02 per layer: the latent reaches the decoder ~10× weaker than a token embedding,
+    and the decoder learns the caption prior instead (the posterior collapses before training
+    starts). Unit-gain init of those four layers makes the latent the decoder's loudest input.
+    """
+    encoder = spec_by_name(ENCODER).build(official)
+    decoder = spec_by_name(DECODER).build(official)
+    for layer in (encoder.bert.pooler.dense, encoder.linear,
+                  decoder.latent_embedding, decoder.latent_memory):
+        _unit_gain_(layer)
+    return encoder, decoder
 
 
 @torch.no_grad()
@@ -115,12 +179,12 @@ def train_optimus(
     official: OfficialConfig, run_dir: Path, steps: int | None = None, accelerator=None
 ) -> dict[str, nn.Module]:
     """Train (or load) the Optimus VAE; writes the text scale factor to scale_factor.json."""
-    encoder = spec_by_name(ENCODER).build(official)
-    decoder = spec_by_name(DECODER).build(official)
+    encoder, decoder = fresh_optimus(official)
     spec = TrainSpec(**vars(OPTIMUS_DEFAULTS))
     if steps is not None:
         spec.steps, spec.warmup = steps, min(spec.warmup, steps // 10)
-    run_stage(spec, {ENCODER: encoder, DECODER: decoder}, make_optimus_loss(spec.steps),
+    modules = {ENCODER: encoder, DECODER: decoder, BOW_HEAD: bow_head(decoder)}
+    run_stage(spec, modules, make_optimus_loss(spec.steps),
               _optimus_batch, run_dir, accelerator)
     encoder.eval()
     decoder.eval()
