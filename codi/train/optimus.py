@@ -27,7 +27,7 @@ from codi.nano import world
 from codi.official_config import OfficialConfig
 from codi.text_decoding import decode_latents, postprocess_text
 from codi.tokenizers import optimus_bert_token_ids, optimus_bert_tokenizer, optimus_gpt2_tokenizer
-from codi.train.loop import TrainSpec, run_stage
+from codi.train.loop import TrainSpec, is_done, run_stage
 from codi.train.vae import EVAL_SEED, EVAL_SIZE, save_scale_factor
 
 OPTIMUS_STAGE = "optimus"
@@ -183,7 +183,9 @@ def train_optimus(
     spec = TrainSpec(**vars(OPTIMUS_DEFAULTS))
     if steps is not None:
         spec.steps, spec.warmup = steps, min(spec.warmup, steps // 10)
-    modules = {ENCODER: encoder, DECODER: decoder, BOW_HEAD: bow_head(decoder)}
+    modules = {ENCODER: encoder, DECODER: decoder}
+    if not is_done(run_dir, OPTIMUS_STAGE):  # the head is for training only: never loaded
+        modules[BOW_HEAD] = bow_head(decoder)
     run_stage(spec, modules, make_optimus_loss(spec.steps),
               _optimus_batch, run_dir, accelerator)
     encoder.eval()
