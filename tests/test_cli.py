@@ -11,6 +11,7 @@ import pytest
 
 from codi import cli
 from codi.errors import CoDiUserError
+from codi.model_store import resolve_model
 from codi.result import GenerationResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,10 +133,11 @@ def test_generate_prints_paths_and_the_model_note(monkeypatch, tmp_path, capsys)
     out, err = capsys.readouterr()
     assert status == 0
     assert out.splitlines() == [str(tmp_path / "out" / "run_text_0.txt")]
-    assert "note: tiny random-weight model" in err and "text: hello" in err
+    default = resolve_model("auto")  # CoDi-Nano when assets/codi-nano exists, else tiny random
+    assert default.note and f"note: {default.note}" in err and "text: hello" in err
     assert "3/3" in err  # the progress bar reached the end
     (_, folder, device, _), (_, request) = StubPipeline.calls
-    assert folder.name == "codi-tiny-random" and device == "cpu"
+    assert folder == default.folder and device == "cpu"
     assert request.outputs == ["text"] and request.settings.steps == 3
 
 

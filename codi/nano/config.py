@@ -49,7 +49,7 @@ _BERT = {"hidden_size": 48, "intermediate_size": 128, "num_attention_heads": 2,
 _GPT2 = {"n_embd": 48, "n_head": 2, "n_layer": 2, "n_ctx": 64, "n_positions": 64,
          "latent_size": TEXT_LATENT}
 _RUNTIME = {
-    "HIFIGAN_16K_64": {"upsample_initial_channel": 64},
+    "HIFIGAN_16K_64": {"upsample_initial_channel": 128},
     "HTSAT_large": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4]},
     "HTSAT_class_num": 16,
     "CLAP_audio_projection_in": 128,
