@@ -37,7 +37,7 @@ MEL_WEIGHT = 1.0
 #: Weight of the L1 between 400-sample moving averages (below ~40 Hz) of output and target.
 DRIFT_WEIGHT = 10.0
 DRIFT_WINDOW, DRIFT_HOP = 400, 100
-VOCODER_DEFAULTS = TrainSpec(name=VOCODER_STAGE, steps=5500, batch_size=8, lr=2e-3, warmup=50)
+VOCODER_DEFAULTS = TrainSpec(name=VOCODER_STAGE, steps=8000, batch_size=8, lr=2e-3, warmup=50)
 
 
 def _vocoder_batch(rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
