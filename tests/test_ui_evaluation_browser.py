@@ -61,7 +61,8 @@ def test_generate_then_vote_with_the_keyboard(served, browser, tmp_path):
     page.locator("#eval-rater textarea, #eval-rater input").first.fill("kim")
     page.locator("#eval-begin").click()
     rate = page.locator("#eval-rate")
-    expect(rate.locator("#eval-a-image img")).to_be_visible(timeout=30_000)
+    # The first pair opens both systems' media: slow on a loaded 2-core machine.
+    expect(rate.locator("#eval-a-image img")).to_be_visible(timeout=90_000)
     expect(page.locator("#eval-progress")).to_contain_text("0 / 2")
     for name in SYSTEMS:  # blind before the vote
         expect(rate).not_to_contain_text(name)
