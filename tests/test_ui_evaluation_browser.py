@@ -58,7 +58,13 @@ def test_generate_then_vote_with_the_keyboard(served, browser, tmp_path):
     expect(page.locator("#eval-generation")).not_to_contain_text("running", timeout=30_000)
 
     page.get_by_role("tab", name="Rate", exact=True).click()
-    page.locator("#eval-rater textarea, #eval-rater input").first.fill("kim")
+    expect(page.locator("#eval-begin")).to_be_visible(timeout=30_000)
+    name_box = page.locator("#eval-rater textarea, #eval-rater input").first
+    name_box.fill("kim")
+    page.wait_for_timeout(500)  # a tab shown for the first time can re-render once, emptying it
+    if name_box.input_value() != "kim":
+        name_box.fill("kim")
+    expect(name_box).to_have_value("kim")
     page.locator("#eval-begin").click()
     rate = page.locator("#eval-rate")
     # The first pair opens both systems' media: slow on a loaded 2-core machine.
