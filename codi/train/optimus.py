@@ -3,11 +3,12 @@
 Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids of
 `codi.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2 tokenizer
 with the added specials, so `codi.text_decoding.decode_latents` turns a latent back into the
-caption. Loss: token cross-entropy (summed over a caption) + β·KL with per-dimension free bits. β
-and the scale of the posterior noise in the sampled latent both rise from 0: the pair starts as a
-plain autoencoder, so the decoder learns to rely on the latent before noise and KL pull on it
-(with full noise from the start it keeps decoding the most common caption for hundreds of steps).
-The text scale factor is 1 / std of the posterior means of a fixed set of captions.
+caption. Loss: token cross-entropy (summed over a caption, decoder input with word dropout) + a
+bag-of-words loss from the latent + a centering penalty on the batch-mean latent + β·KL with
+per-dimension free bits; the latent path starts at unit gain (`fresh_optimus`). The extra terms
+and the init work against posterior collapse (docs/nano.md, Stage 1). β and the scale of the
+posterior noise in the sampled latent both rise from 0, so the pair starts as a plain
+autoencoder. The text scale factor is 1 / std of the posterior means of a fixed set of captions.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ def bow_head(decoder: nn.Module) -> nn.Linear:
     head = nn.Linear(decoder.config.latent_size, decoder.config.vocab_size)
     counts = torch.ones(decoder.config.vocab_size) * 1e-3
     for caption in world_captions(np.random.default_rng(EVAL_SEED + 1), 2048):
-        counts.index_add_(0, torch.tensor(_decoder_ids(caption)[1:]), torch.ones(1).expand(
-            len(_decoder_ids(caption)) - 1))
+        targets = torch.tensor(_decoder_ids(caption)[1:])
+        counts.index_add_(0, targets, torch.ones(len(targets)))
     with torch.no_grad():
         head.bias.copy_((counts / counts.sum()).log())
         head.weight.mul_(0.1)
@@ -136,8 +137,7 @@ def make_optimus_loss(total_steps: int):
                 + beta * kl_dims.clamp(min=FREE_BITS).sum())
         accuracy = ((logits.argmax(-1) == ids[:, 1:]).float() * mask).sum() / mask.sum()
         return loss, {"rec": rec.item(), "bow": bow.item(), "centering": centering.item(),
-                      "kl": kl_dims.sum().item(),
-                      "beta": beta, "token_acc": accuracy.item()}
+                      "kl": kl_dims.sum().item(), "beta": beta, "token_acc": accuracy.item()}
 
     return optimus_loss
 
@@ -152,9 +152,9 @@ def fresh_optimus(official: OfficialConfig) -> tuple[nn.Module, nn.Module]:
     """An encoder/decoder pair to train, with the latent path at unit gain.
 
     With BERT/GPT-2's N(0, 0.02) init the path pooler → latent → decoder scales the caption's
-    signal by ~0.02 per layer: the latent reaches the decoder ~10× weaker than a token embedding,
-    and the decoder learns the caption prior instead (the posterior collapses before training
-    starts). Unit-gain init of those four layers makes the latent the decoder's loudest input.
+    signal by ~0.02 per layer, so the latent reaches the decoder ~10× weaker than a token
+    embedding. Unit-gain init of those four layers makes it the decoder's loudest input from the
+    start (one of the measures against posterior collapse; the centering penalty is another).
     """
     encoder = spec_by_name(ENCODER).build(official)
     decoder = spec_by_name(DECODER).build(official)
