@@ -32,6 +32,7 @@ def test_every_stage_finishes_and_the_export_is_small(trained):
     index = json.loads((root / "model" / "model_index.json").read_text())
     assert index["kind"] == "nano" and index["defaults"]["image_size"] == IMAGE_SIZE
     assert index["training"]["cache_scenes"] == 8
+    assert "run_dir" not in index["training"]  # no path of the training machine
     assert summary["export_mb"] <= 50
 
 

@@ -22,6 +22,10 @@ NANO_NOTE = (
 )
 
 
+#: Training-summary keys that name folders of the machine that trained: not kept in the model.
+MACHINE_PATHS = ("run_dir", "export_dir")
+
+
 def export_nano(
     components: dict[str, nn.Module],
     official: OfficialConfig,
@@ -53,7 +57,7 @@ def export_nano(
         sha256[spec.name] = write_component(partial / spec.name, spec, official, tensors)
     extra = {"kind": NANO_KIND, "model_id": NANO_ID, "note": NANO_NOTE,
              "defaults": dict(NANO_DEFAULTS), "geometry": dict(NANO_GEOMETRY),
-             "training": training or {}}
+             "training": {k: v for k, v in (training or {}).items() if k not in MACHINE_PATHS}}
     write_model_index(partial, official, specs, sha256, extra)
     save_tokenizers(partial, vocab_dir or VOCAB_DIR)
     if dst.exists():
