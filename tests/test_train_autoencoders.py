@@ -117,6 +117,34 @@ def test_audio_vae_stage_latent_shape(official, tmp_path):
     assert math.isfinite(trained.config.scaling_factor)
 
 
+def test_centring_zeroes_the_latent_channel_means_and_keeps_decoding(official):
+    model = _build("vae_audio", official).eval()
+    with torch.no_grad():  # a random VAE's latent is off-centre; make it clearly so
+        model.quant_conv.bias[:8] += torch.linspace(-2, 2, 8)
+    x = vae.world_fbank(vae.world_sounds(np.random.default_rng(4), 2))
+    with torch.no_grad():
+        before_z = model.encode(x).latent_dist.mean
+        before = model.decode(before_z).sample
+        shift = vae.centre_latents_(model, x)
+        after_z = model.encode(x).latent_dist.mean
+        after = model.decode(after_z).sample
+    assert float(before_z.mean(dim=(0, 2, 3)).abs().max()) > 1.0
+    assert float(after_z.mean(dim=(0, 2, 3)).abs().max()) < 1e-4
+    torch.testing.assert_close(after_z, before_z - shift[None, :, None, None], atol=1e-5,
+                               rtol=0)
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+def test_audio_vae_stage_centres_its_latent(official, tmp_path):
+    trained = vae.train_vae_audio(official, tmp_path, steps=1)[vae.AUDIO_STAGE]
+    with torch.no_grad():
+        z = trained.encode(vae.world_fbank(vae.eval_sounds())).latent_dist.mean
+    assert float(z.mean(dim=(0, 2, 3)).abs().max()) < 1e-4
+    # Reloading the finished stage centres the same weights the same way.
+    reloaded = vae.train_vae_audio(official, tmp_path, steps=1)[vae.AUDIO_STAGE]
+    torch.testing.assert_close(reloaded.quant_conv.bias, trained.quant_conv.bias)
+
+
 def test_vocoder_stage_resumes_at_the_checkpointed_step(official, tmp_path):
     spec = TrainSpec(name="vocoder", steps=4, batch_size=1, lr=1e-3, checkpoint_every=2,
                      log_every=1)
