@@ -27,7 +27,7 @@ TEXT_LATENT = 32
 #: Generation defaults a nano model folder carries (the pipeline's defaults are the full model's).
 #: Nano's connectors were trained cross-modal (each output attends to the others), so it runs so.
 NANO_DEFAULTS = {"image_size": IMAGE_SIZE, "num_frames": NUM_FRAMES, "fps": FPS, "steps": 25,
-                 "guidance_scale": 3.0, "cross_modal": True}
+                 "guidance_scale": 5.0, "cross_modal": True}
 #: Shapes the pipeline reads from a model folder instead of its full-model constants.
 NANO_GEOMETRY = {"audio_latent_frames": AUDIO_LATENT_FRAMES}
 

@@ -29,11 +29,6 @@ DEFAULTS = {
 }
 #: The image UNet's video batches are this many times smaller than its image batches.
 VIDEO_BATCH_DIVISOR = 2
-#: Rows at t ≥ PURE_NOISE_FROM_T are, at this rate per UNet, given the sampler's first input —
-#: pure noise — instead of q(x_t | x_0), with the target noise that leads back to their x_0
-#: (`pure_noise_rows`). The sampler's first step lands there (t = 961 at 25 steps, 901 at 10).
-PURE_NOISE_FROM_T = 900
-PURE_NOISE_RATE = {"image": 0.0, "audio": 0.5, "text": 0.0}
 
 
 def noised(latents: torch.Tensor, alphas_cumprod: torch.Tensor, rng: np.random.Generator):
@@ -43,27 +38,6 @@ def noised(latents: torch.Tensor, alphas_cumprod: torch.Tensor, rng: np.random.G
     eps = torch.from_numpy(rng.standard_normal(latents.shape).astype(np.float32))
     a = alphas_cumprod[t].view(n, *([1] * (latents.dim() - 1)))
     return a.sqrt() * latents + (1 - a).sqrt() * eps, t, eps
-
-
-def pure_noise_rows(
-    x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, latents: torch.Tensor,
-    alphas_cumprod: torch.Tensor, rate: float, rng: np.random.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_t, eps) with a `rate` of the rows at t ≥ PURE_NOISE_FROM_T replaced: x_t by its pure
-    noise, eps by the noise that x_t = √ᾱ·x_0 + √(1−ᾱ)·eps then implies.
-
-    Why: q(x_t | x_0) at CoDi's top step still holds √ᾱ ≈ 0.07 of x_0, and over the 8192
-    elements of an audio latent that faint copy is readable — a UNet trained only on it reads the
-    pitch from its input there, not from the conditioning, and from the sampler's pure-noise start
-    it reads a random one. Rows that carry no copy make the top steps follow the conditioning.
-    """
-    if rate <= 0:
-        return x_t, eps
-    chosen = torch.from_numpy(rng.random(len(t)) < rate) & (t >= PURE_NOISE_FROM_T)
-    mask = chosen.view(-1, *([1] * (latents.dim() - 1)))
-    a = alphas_cumprod[t].view(mask.shape)
-    implied = (eps - a.sqrt() * latents) / (1 - a).sqrt()
-    return torch.where(mask, eps, x_t), torch.where(mask, implied, eps)
 
 
 def diffusion_batches(modality: str, cache: dict[str, torch.Tensor], official: OfficialConfig):
@@ -76,9 +50,7 @@ def diffusion_batches(modality: str, cache: dict[str, torch.Tensor], official: O
         if modality == "image" and rng.random() < 0.5:
             kind, batch_size = "video", max(1, batch_size // VIDEO_BATCH_DIVISOR)
         index = rng.integers(0, size, size=batch_size)
-        latents = cache[kind][index].contiguous()
-        x_t, t, eps = noised(latents, alphas, rng)
-        x_t, eps = pure_noise_rows(x_t, t, eps, latents, alphas, PURE_NOISE_RATE[modality], rng)
+        x_t, t, eps = noised(cache[kind][index].contiguous(), alphas, rng)
         return {"x_t": x_t, "t": t, "eps": eps, "context": pick_context(cache, index, rng)}
 
     return make_batch
