@@ -77,9 +77,12 @@ def train_connectors(
     accelerator=None,
 ) -> dict[str, nn.Module]:
     """Train the three connector modules against frozen `unets` (keyed by component name)."""
+    from accelerate import Accelerator
+
     spec = DEFAULT if steps is None else TrainSpec(**{**DEFAULT.__dict__, "steps": steps})
-    for unet in unets.values():
-        unet.requires_grad_(False).eval()
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    for unet in unets.values():  # frozen, so not prepared: put them where the batches go
+        unet.requires_grad_(False).eval().to(accelerator.device)
     torch.manual_seed(spec.seed)
     modules = {name: spec_by_name(name).build(official) for name in CONNECTORS}
     return run_stage(spec, modules, joint_loss(unets), joint_batches(cache, official), run_dir,
