@@ -19,7 +19,7 @@ from codi.models.joint import UNET_OF_MODALITY, joint_forward
 from codi.official_config import OfficialConfig
 from codi.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
-from codi.train.loop import TrainSpec, run_stage
+from codi.train.loop import TrainSpec, default_accelerator, run_stage
 
 DEFAULT = TrainSpec("connectors", steps=500, batch_size=8, lr=5e-4, warmup=25, seed=21)
 #: Output sets trained together, and how often (video+audio carries the timing to learn).
@@ -77,10 +77,8 @@ def train_connectors(
     accelerator=None,
 ) -> dict[str, nn.Module]:
     """Train the three connector modules against frozen `unets` (keyed by component name)."""
-    from accelerate import Accelerator
-
     spec = DEFAULT if steps is None else TrainSpec(**{**DEFAULT.__dict__, "steps": steps})
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = default_accelerator(accelerator)
     for unet in unets.values():  # frozen, so not prepared: put them where the batches go
         unet.requires_grad_(False).eval().to(accelerator.device)
     torch.manual_seed(spec.seed)

@@ -64,6 +64,13 @@ def load_final(run_dir: Path, name: str, modules: dict[str, nn.Module]) -> dict[
     return modules
 
 
+def default_accelerator(accelerator=None):
+    """`accelerator`, or a new `accelerate.Accelerator` on the GPU when there is one, else CPU."""
+    from accelerate import Accelerator
+
+    return accelerator or Accelerator(cpu=not torch.cuda.is_available())
+
+
 def _batch_rng(spec: TrainSpec, step: int, process: int) -> np.random.Generator:
     return np.random.default_rng([spec.seed, step, process])
 
@@ -110,12 +117,10 @@ def run_stage(
     accelerator=None,
 ) -> dict[str, nn.Module]:
     """Train `modules` for `spec.steps` (resuming if a checkpoint exists); return them trained."""
-    from accelerate import Accelerator
-
     folder = stage_dir(run_dir, spec.name)
     if is_done(run_dir, spec.name):
         return load_final(run_dir, spec.name, modules)
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = default_accelerator(accelerator)
     params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     start, elapsed_before = 0, 0.0

@@ -22,7 +22,7 @@ from codi.nano.export import NANO_DIR, export_nano, folder_megabytes
 from codi.train.connectors import train_connectors
 from codi.train.diffusion import train_unet
 from codi.train.latent_cache import build_latent_cache
-from codi.train.loop import stage_seconds
+from codi.train.loop import default_accelerator, stage_seconds
 
 CACHE_SCENES = 2048
 CACHE_SEED = 31
@@ -86,15 +86,13 @@ def train_nano(
     `connectors`), e.g. {"optimus": 500}.
     """
     stage_steps = dict(stage_steps or {})
-    from accelerate import Accelerator
-
     from codi.embedded import VOCAB_DIR
     from codi.tokenizers import tokenizers_from_vocab
     from codi.train.align import train_alignment
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = default_accelerator(accelerator)
     started = time.time()
     components, factors = train_stage1_autoencoders(nano_official(), run_dir, steps, accelerator,
                                                     stage_steps)
