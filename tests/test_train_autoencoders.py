@@ -207,3 +207,32 @@ def test_optimus_stage_latents_and_decoding(official, tmp_path):
     match = optimus.caption_exact_match(trained[optimus.ENCODER], trained[optimus.DECODER],
                                         captions)
     assert 0.0 <= match <= 1.0
+
+
+def test_first_object_accuracy_scores_each_attribute_of_the_first_clause():
+    captions = ["a red circle on the left moving right",
+                "a blue square on the right bouncing and a green circle on the left moving left"]
+    decoded = ["a yellow circle on the left moving right",  # colour wrong
+               "a blue square on the left bouncing and a red circle on the left moving left"]
+    accuracy = optimus.first_object_accuracy(decoded, captions)
+    assert accuracy == {"colour": 0.5, "shape": 1.0, "position": 0.5, "motion": 1.0}
+    assert optimus.first_object_accuracy(["no caption at all"], captions[:1]) == dict.fromkeys(
+        optimus.ATTRIBUTES, 0.0)
+
+
+def test_top_variance_share_tells_a_collapsed_latent_from_an_isotropic_one():
+    generator = torch.Generator().manual_seed(0)
+    isotropic = torch.randn(4000, TEXT_LATENT, generator=generator)
+    assert optimus.top_variance_share(isotropic) == pytest.approx(3 / TEXT_LATENT, rel=0.2)
+    collapsed = torch.randn(4000, 2, generator=generator) @ torch.randn(2, TEXT_LATENT,
+                                                                      generator=generator)
+    collapsed += 1e-3 * torch.randn(4000, TEXT_LATENT, generator=generator)
+    assert optimus.top_variance_share(collapsed) > 0.999
+
+
+def test_optimus_quality_reports_attributes_and_collapse(official, tmp_path):
+    trained = optimus.train_optimus(official, tmp_path, steps=2)
+    quality = optimus.caption_quality(trained[optimus.ENCODER], trained[optimus.DECODER],
+                                      optimus.eval_captions()[:8])
+    assert set(quality) == {"exact_match", "top3_variance_share", *optimus.ATTRIBUTES}
+    assert all(0.0 <= value <= 1.0 for value in quality.values())

@@ -21,7 +21,7 @@ from torch import nn
 from codi.nano.config import nano_official
 from codi.official_config import OfficialConfig
 from codi.train.loop import stage_dir
-from codi.train.optimus import OPTIMUS_STAGE, caption_exact_match, eval_captions, train_optimus
+from codi.train.optimus import OPTIMUS_STAGE, caption_quality, eval_captions, train_optimus
 from codi.train.vae import (
     AUDIO_STAGE,
     IMAGE_STAGE,
@@ -53,8 +53,7 @@ def stage_quality(stage: str, modules: dict[str, nn.Module]) -> dict[str, float]
         return {"mel_l1": mel_l1(modules[AUDIO_STAGE], eval_sounds())}
     if stage == VOCODER_STAGE:
         return vocoder_quality(modules[VOCODER_STAGE], eval_scenes())
-    return {"exact_match": caption_exact_match(
-        modules["optimus_encoder"], modules["optimus_decoder"], eval_captions())}
+    return caption_quality(modules["optimus_encoder"], modules["optimus_decoder"], eval_captions())
 
 
 def latent_scale_factors(run_dir: Path) -> dict[str, float]:

@@ -50,6 +50,8 @@ BOW_HEAD = "optimus_bow_head"
 #: and the bag-of-words head to learn the caption prior is one large constant latent, which
 #: saturates BERT's tanh pooler and leaves every caption with the same latent for good.
 CENTERING_WEIGHT = 10.0
+#: The caption attributes `first_object_accuracy` scores (fields of `world.ObjectAttributes`).
+ATTRIBUTES = ("colour", "shape", "position", "motion")
 OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=2000, batch_size=32, lr=1e-3, warmup=50)
 
 
@@ -195,8 +197,48 @@ def train_optimus(
     return {ENCODER: encoder, DECODER: decoder}
 
 
+def _decode_captions(encoder: nn.Module, decoder: nn.Module, captions: list[str]) -> list[str]:
+    """Greedy pipeline decoding of the captions' latents, post-processed as the pipeline does."""
+    texts = decode_latents(decoder, tokenizers()[1], encode_captions(encoder, captions),
+                           greedy=True)
+    return [postprocess_text(t) for t in texts]
+
+
 def caption_exact_match(encoder: nn.Module, decoder: nn.Module, captions: list[str]) -> float:
     """Fraction of captions that greedy pipeline decoding of their latent gives back exactly."""
-    gpt2 = tokenizers()[1]
-    texts = decode_latents(decoder, gpt2, encode_captions(encoder, captions), greedy=True)
-    return float(np.mean([postprocess_text(t) == c for t, c in zip(texts, captions, strict=True)]))
+    decoded = _decode_captions(encoder, decoder, captions)
+    return float(np.mean([d == c for d, c in zip(decoded, captions, strict=True)]))
+
+
+def first_object_accuracy(decoded: list[str], captions: list[str]) -> dict[str, float]:
+    """Per attribute, the fraction of captions whose first object the decoding gets right.
+
+    An unparsable decoding counts as wrong in every attribute.
+    """
+    hits: dict[str, list[bool]] = {name: [] for name in ATTRIBUTES}
+    for text, caption in zip(decoded, captions, strict=True):
+        found, expected = world.parse_caption(text), world.parse_caption(caption)
+        for name in ATTRIBUTES:
+            hits[name].append(bool(found) and getattr(found[0], name) == getattr(expected[0], name))
+    return {name: float(np.mean(values)) for name, values in hits.items()}
+
+
+def top_variance_share(latents: torch.Tensor, k: int = 3) -> float:
+    """Share of the latents' (N, D) variance along their k leading principal directions.
+
+    Near 1 means the latent uses only k directions (partial posterior collapse); for isotropic
+    latents it is about k / D.
+    """
+    eigenvalues = torch.linalg.eigvalsh(torch.cov(latents.T.double())).flip(0).clamp(min=0)
+    return float(eigenvalues[:k].sum() / eigenvalues.sum())
+
+
+def caption_quality(
+    encoder: nn.Module, decoder: nn.Module, captions: list[str]
+) -> dict[str, float]:
+    """Exact match, first-object attribute accuracy of the decoded captions, and the share of the
+    latent variance in its three leading directions."""
+    decoded = _decode_captions(encoder, decoder, captions)
+    exact = float(np.mean([d == c for d, c in zip(decoded, captions, strict=True)]))
+    return {"exact_match": exact, **first_object_accuracy(decoded, captions),
+            "top3_variance_share": top_variance_share(encode_captions(encoder, captions))}
