@@ -85,8 +85,8 @@ def test_loss_decreases_on_a_fixed_batch(stage, official):
         torch.manual_seed(0)
         encoder, decoder = optimus.fresh_optimus(official)
         modules = {optimus.ENCODER: encoder, optimus.DECODER: decoder,
-                   optimus.BOW_HEAD: optimus.bow_head(decoder)}
-        loss_fn, batch = optimus.make_optimus_loss(60), optimus._optimus_batch(rng, 4)
+                   optimus.ATTRIBUTE_HEAD: optimus.attribute_head(TEXT_LATENT)}
+        loss_fn, batch = optimus.optimus_loss, optimus._optimus_batch(rng, 4)
         steps = 60
     losses = _fixed_batch_losses(modules, loss_fn, batch, steps)
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
@@ -236,3 +236,43 @@ def test_optimus_quality_reports_attributes_and_collapse(official, tmp_path):
                                       optimus.eval_captions()[:8])
     assert set(quality) == {"exact_match", "top3_variance_share", *optimus.ATTRIBUTES}
     assert all(0.0 <= value <= 1.0 for value in quality.values())
+
+
+def test_attribute_labels_index_each_objects_attributes():
+    labels = optimus.attribute_labels(["a blue square on the right bouncing",
+                                       "a red circle on the left moving right and a green "
+                                       "triangle on the right moving left"])
+    colours = optimus.ATTRIBUTE_VALUES[0]
+    assert labels[0].tolist() == [colours.index("blue"), 1, 1, 2, -100, -100, -100, -100]
+    assert labels[1].tolist() == [colours.index("red"), 0, 0, 1,
+                                  colours.index("green"), 2, 1, 0]
+
+
+def test_attribute_loss_is_small_for_the_right_logits_and_skips_missing_objects():
+    labels = optimus.attribute_labels(["a blue square on the right bouncing"])
+    widths = [len(v) for v in optimus.ATTRIBUTE_VALUES] * optimus.MAX_OBJECTS
+    right = torch.cat([20 * torch.nn.functional.one_hot(label.clamp(min=0), width)
+                       for label, width in zip(labels[0], widths, strict=True)]).float()[None]
+    assert float(optimus.attribute_loss(right, labels)) < 1e-6
+    wrong = torch.cat([20 * torch.nn.functional.one_hot((label.clamp(min=0) + 1) % width, width)
+                       for label, width in zip(labels[0], widths, strict=True)]).float()[None]
+    assert float(optimus.attribute_loss(wrong, labels)) == pytest.approx(4 * 20, rel=0.01)
+
+
+def test_only_the_attribute_head_shapes_the_encoder(official):
+    """The decoder reads a detached latent: the caption loss leaves the encoder's gradient alone."""
+    torch.manual_seed(0)
+    encoder, decoder = optimus.fresh_optimus(official)
+    encoder.eval(), decoder.eval()  # no dropout: both passes below see the same network
+    head = optimus.attribute_head(TEXT_LATENT)
+    modules = {optimus.ENCODER: encoder, optimus.DECODER: decoder, optimus.ATTRIBUTE_HEAD: head}
+    batch = optimus._optimus_batch(np.random.default_rng(0), 4)
+    optimus.optimus_loss(modules, batch, 0)[0].backward()
+    full = [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+    assert any(g.abs().sum() > 0 for g in full)
+    encoder.zero_grad()
+    mean = encoder(batch["encoder_ids"]).mean
+    optimus.attribute_loss(head(mean), batch["attributes"]).backward()
+    alone = [p.grad for p in encoder.parameters() if p.grad is not None]
+    for ours, theirs in zip(full, alone, strict=True):
+        torch.testing.assert_close(ours, optimus.ATTRIBUTE_WEIGHT * theirs)

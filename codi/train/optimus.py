@@ -3,12 +3,13 @@
 Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids of
 `codi.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2 tokenizer
 with the added specials, so `codi.text_decoding.decode_latents` turns a latent back into the
-caption. Loss: token cross-entropy (summed over a caption, decoder input with word dropout) + a
-bag-of-words loss from the latent + a centering penalty on the batch-mean latent + β·KL with
-per-dimension free bits; the latent path starts at unit gain (`fresh_optimus`). The extra terms
-and the init work against posterior collapse (docs/nano.md, Stage 1). β and the scale of the
-posterior noise in the sampled latent both rise from 0, so the pair starts as a plain
-autoencoder. The text scale factor is 1 / std of the posterior means of a fixed set of captions.
+caption. Loss: token cross-entropy of the decoder (summed over a caption, decoder input with word
+dropout) given the *detached* posterior mean, plus cross-entropy of a training-only linear head
+that reads each object's colour, shape, position and motion from that mean. So the encoder is
+shaped only by the attribute head and the decoder only learns to read it: trained jointly by the
+caption loss, the latent kept position and motion but never colour or shape (docs/nano.md,
+Stage 1). The latent path starts at unit gain (`fresh_optimus`). The text scale factor is
+1 / std of the posterior means of a fixed set of captions.
 """
 
 from __future__ import annotations
@@ -33,26 +34,19 @@ from codi.train.vae import EVAL_SEED, EVAL_SIZE, save_scale_factor
 
 OPTIMUS_STAGE = "optimus"
 ENCODER, DECODER = "optimus_encoder", "optimus_decoder"
-BETA = 0.5
-#: KL below this many nats per latent dimension (batch mean) is not penalised. At 0.5 the KL sat
-#: at ~11 nats in all: a channel that noisy let the decoder take ~2 nats of the caption from it.
-FREE_BITS = 2.0
-#: Fraction of the steps over which β and the posterior sampling noise rise linearly from 0.
-ANNEAL_FRACTION = 0.3
 #: Fraction of decoder input tokens (after <BOS>) replaced by <PAD> during training, so the
 #: decoder cannot predict a caption from its own prefix alone and must read the latent.
 WORD_DROPOUT = 0.3
-#: Weight of the bag-of-words loss: a training-only head predicts the caption's tokens from the
-#: latent alone, which gives the encoder a direct reason to put the caption into the latent.
-BOW_WEIGHT = 3.0
-BOW_HEAD = "optimus_bow_head"
-#: Weight of ||batch mean of the posterior means||². Without it the quickest way for the decoder
-#: and the bag-of-words head to learn the caption prior is one large constant latent, which
-#: saturates BERT's tanh pooler and leaves every caption with the same latent for good.
-CENTERING_WEIGHT = 10.0
+#: Weight of the attribute head's cross-entropy (summed over objects and attributes).
+ATTRIBUTE_WEIGHT = 1.0
+ATTRIBUTE_HEAD = "optimus_attribute_head"
 #: The caption attributes `first_object_accuracy` scores (fields of `world.ObjectAttributes`).
 ATTRIBUTES = ("colour", "shape", "position", "motion")
-OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=2000, batch_size=32, lr=1e-3, warmup=50)
+#: The values of each attribute, in the attribute head's class order.
+ATTRIBUTE_VALUES = (tuple(world.COLOURS), world.SHAPES, world.POSITIONS, world.MOTIONS)
+#: Objects per scene the attribute head reads (a missing second object is ignored).
+MAX_OBJECTS = 2
+OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=1500, batch_size=32, lr=1e-3, warmup=50)
 
 
 @cache
@@ -87,8 +81,20 @@ def world_captions(rng: np.random.Generator, n: int) -> list[str]:
     return [world.sample_scene(rng).caption for _ in range(n)]
 
 
+def attribute_labels(captions: list[str]) -> torch.Tensor:
+    """(B, MAX_OBJECTS × 4) class indices of each object's attributes; -100 where no object."""
+    labels = torch.full((len(captions), MAX_OBJECTS * len(ATTRIBUTES)), -100, dtype=torch.long)
+    for row, caption in enumerate(captions):
+        for index, attributes in enumerate(world.parse_caption(caption)[:MAX_OBJECTS]):
+            for column, (name, values) in enumerate(zip(ATTRIBUTES, ATTRIBUTE_VALUES)):
+                labels[row, index * len(ATTRIBUTES) + column] = values.index(
+                    getattr(attributes, name))
+    return labels
+
+
 def _optimus_batch(rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
-    return caption_batch(world_captions(rng, n))
+    captions = world_captions(rng, n)
+    return caption_batch(captions) | {"attributes": attribute_labels(captions)}
 
 
 def _drop_words(ids: torch.Tensor) -> torch.Tensor:
@@ -99,49 +105,35 @@ def _drop_words(ids: torch.Tensor) -> torch.Tensor:
     return ids.masked_fill(drop, pad)
 
 
-def bow_head(decoder: nn.Module) -> nn.Linear:
-    """The training-only bag-of-words head: latent → logits over the decoder's vocabulary.
-
-    Its bias starts at the log unigram frequencies of world captions, so from the first step its
-    loss measures what the latent adds to the prior (Adam would need thousands of steps to move
-    50k biases there, and meanwhile pushes the prior into the latent instead).
-    """
-    head = nn.Linear(decoder.config.latent_size, decoder.config.vocab_size)
-    counts = torch.ones(decoder.config.vocab_size) * 1e-3
-    for caption in world_captions(np.random.default_rng(EVAL_SEED + 1), 2048):
-        targets = torch.tensor(_decoder_ids(caption)[1:])
-        counts.index_add_(0, targets, torch.ones(len(targets)))
-    with torch.no_grad():
-        head.bias.copy_((counts / counts.sum()).log())
-        head.weight.mul_(0.1)
-    return head
+def attribute_head(latent_size: int) -> nn.Linear:
+    """The training-only head: latent → logits of every object's every attribute, concatenated."""
+    return nn.Linear(latent_size, MAX_OBJECTS * sum(len(v) for v in ATTRIBUTE_VALUES))
 
 
-def make_optimus_loss(total_steps: int):
-    """The loss for a run of `total_steps` (β's annealing depends on it)."""
-    anneal = max(1, int(ANNEAL_FRACTION * total_steps))
+def attribute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each (object, attribute) slice of the head's logits, summed."""
+    total, start = logits.new_zeros(()), 0
+    for column in range(labels.shape[1]):
+        width = len(ATTRIBUTE_VALUES[column % len(ATTRIBUTES)])
+        target = labels[:, column]
+        if (target >= 0).any():
+            total = total + F.cross_entropy(logits[:, start:start + width], target,
+                                            ignore_index=-100)
+        start += width
+    return total
 
-    def optimus_loss(modules, batch: dict[str, torch.Tensor], step: int):
-        posterior = modules[ENCODER](batch["encoder_ids"])
-        mean, logvar = posterior.mean, posterior.logvar
-        ramp = min(1.0, step / anneal)
-        z = mean + ramp * torch.randn_like(mean) * (0.5 * logvar).exp()
-        ids, mask = batch["decoder_ids"], batch["decoder_mask"][:, 1:]
-        logits = modules[DECODER](_drop_words(ids[:, :-1]), z)
-        tokens = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-        rec = (tokens * mask).sum(dim=1).mean()
-        bow_log_probs = modules[BOW_HEAD](z).log_softmax(dim=-1).gather(1, ids[:, 1:])
-        bow = -(bow_log_probs * mask).sum(dim=1).mean()
-        kl_dims = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean(dim=0)
-        beta = BETA * ramp
-        centering = mean.mean(dim=0).pow(2).sum()
-        loss = (rec + BOW_WEIGHT * bow + CENTERING_WEIGHT * centering
-                + beta * kl_dims.clamp(min=FREE_BITS).sum())
-        accuracy = ((logits.argmax(-1) == ids[:, 1:]).float() * mask).sum() / mask.sum()
-        return loss, {"rec": rec.item(), "bow": bow.item(), "centering": centering.item(),
-                      "kl": kl_dims.sum().item(), "beta": beta, "token_acc": accuracy.item()}
 
-    return optimus_loss
+def optimus_loss(modules, batch: dict[str, torch.Tensor], step: int):
+    """Caption cross-entropy on the detached mean + the attribute head's cross-entropy."""
+    mean = modules[ENCODER](batch["encoder_ids"]).mean
+    ids, mask = batch["decoder_ids"], batch["decoder_mask"][:, 1:]
+    logits = modules[DECODER](_drop_words(ids[:, :-1]), mean.detach())
+    tokens = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    rec = (tokens * mask).sum(dim=1).mean()
+    attributes = attribute_loss(modules[ATTRIBUTE_HEAD](mean), batch["attributes"])
+    accuracy = ((logits.argmax(-1) == ids[:, 1:]).float() * mask).sum() / mask.sum()
+    return rec + ATTRIBUTE_WEIGHT * attributes, {
+        "rec": rec.item(), "attributes": attributes.item(), "token_acc": accuracy.item()}
 
 
 def _unit_gain_(linear: nn.Linear) -> None:
@@ -187,9 +179,8 @@ def train_optimus(
         spec.steps, spec.warmup = steps, min(spec.warmup, steps // 10)
     modules = {ENCODER: encoder, DECODER: decoder}
     if not is_done(run_dir, OPTIMUS_STAGE):  # the head is for training only: never loaded
-        modules[BOW_HEAD] = bow_head(decoder)
-    run_stage(spec, modules, make_optimus_loss(spec.steps),
-              _optimus_batch, run_dir, accelerator)
+        modules[ATTRIBUTE_HEAD] = attribute_head(decoder.config.latent_size)
+    run_stage(spec, modules, optimus_loss, _optimus_batch, run_dir, accelerator)
     encoder.eval()
     decoder.eval()
     factor = float(1.0 / encode_captions(encoder, eval_captions()).std())
