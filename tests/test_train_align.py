@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -14,6 +15,12 @@ from codi.nano import world
 from codi.nano.config import CONTEXT_DIM, nano_official
 from codi.preprocess import clip_pixels
 from codi.train import align
+from codi.train.attributes import (
+    ATTRIBUTE_VALUES,
+    attribute_head,
+    attribute_labels,
+    visible_labels,
+)
 
 TINY_PLANS = {
     align.IMAGE_STAGE: align.StagePlan(steps=2, batch_size=4, lr=1e-3, pool=8),
@@ -106,9 +113,38 @@ def test_image_stage_loss_decreases_on_a_fixed_batch(tokenizer):
     batch = {"image": align._take(pools["image"], rng, 8),
              "video": align._take(pools["video"], rng, 4)}
     modules = {"clip_text": encoders["clip_text"].train(),
-               "clip_vision": encoders["clip_vision"].train(), "logit_scale": align.LogitScale()}
+               "clip_vision": encoders["clip_vision"].train(), "logit_scale": align.LogitScale(),
+               align.ATTRIBUTE_HEAD: attribute_head(CONTEXT_DIM)}
+    assert "attributes" in align.image_stage_loss(modules, batch, 0)[1]
     losses = _fit(align.image_stage_loss, modules, batch)
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_visible_labels_keep_only_what_a_view_shows():
+    labels = attribute_labels(["a blue square on the right bouncing"])
+    assert (labels[0, :4] >= 0).all() and (labels[0, 4:] == -100).all()  # one object
+    image = visible_labels(labels, align.VISIBLE["image"])
+    audio = visible_labels(labels, align.VISIBLE["audio"])
+    assert image[0, :4].tolist() == [*labels[0, :3].tolist(), -100]
+    assert audio[0, :4].tolist() == [*labels[0, :2].tolist(), -100, -100]
+    assert torch.equal(visible_labels(labels, align.VISIBLE["video"]), labels)
+
+
+def test_the_attribute_head_reads_motion_from_text_but_not_from_images():
+    torch.manual_seed(0)
+    labels = attribute_labels(["a blue square on the right bouncing"] * 3)
+    token = torch.nn.functional.normalize(torch.randn(3, CONTEXT_DIM), dim=-1)
+    head = attribute_head(CONTEXT_DIM)
+    other = copy.deepcopy(head)
+    motion = slice(sum(len(v) for v in ATTRIBUTE_VALUES[:3]), sum(len(v) for v in ATTRIBUTE_VALUES))
+    with torch.no_grad():
+        other.weight[motion] += 5 * torch.randn_like(other.weight[motion])
+
+    def loss(view, h):
+        return float(align.tokens_attribute_loss(h, {view: token}, {view: labels}))
+
+    assert loss("image", head) == pytest.approx(loss("image", other), abs=1e-6)
+    assert loss("text", head) != pytest.approx(loss("text", other), abs=1e-3)
 
 
 def test_audio_stage_loss_decreases_against_frozen_text(tokenizer):

@@ -46,6 +46,7 @@ from codi.models.clip import load_clip_tokenizer, tokenize
 from codi.nano import world
 from codi.official_config import OfficialConfig
 from codi.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
+from codi.train.attributes import attribute_head, attribute_labels, attribute_loss, visible_labels
 from codi.train.loop import TrainSpec, run_stage, stage_seconds
 
 IMAGE_STAGE, VIDEO_STAGE, AUDIO_STAGE = "align_image", "align_video", "align_audio"
@@ -110,6 +111,15 @@ def retrieval_accuracy(
     a_to_b = (labels[sim.argmax(dim=1)] == labels).float().mean()
     b_to_a = (labels[sim.argmax(dim=0)] == labels).float().mean()
     return float(a_to_b), float(b_to_a)
+
+
+#: The attributes each view shows (as its match key below): what the attribute head may read.
+VISIBLE = {"image": ("colour", "shape", "position"), "audio": ("colour", "shape"),
+           "video": ("colour", "shape", "position", "motion"),
+           "text": ("colour", "shape", "position", "motion")}
+#: Weight of the attribute head's cross-entropy in the image stage (0: contrastive loss only).
+ATTRIBUTE_WEIGHT = 0.25
+ATTRIBUTE_HEAD = "align_attribute_head"
 
 
 def image_key(scene: world.Scene) -> tuple:
@@ -192,6 +202,7 @@ class Pool:
     ids: torch.Tensor
     labels: torch.Tensor
     inputs: torch.Tensor
+    attributes: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -199,19 +210,20 @@ class Pool:
     def take(self, rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
         index = torch.from_numpy(rng.choice(len(self), size=n, replace=False))
         return {"ids": self.ids[index], "labels": self.labels[index], "inputs": self.inputs[index],
-                "index": index}
+                "attributes": self.attributes[index], "index": index}
 
 
 def build_pool(view: str, size: int, tokenizer, seed: int = DATA_SEED) -> Pool:
     """`size` world samples of one view (drawn with `seed`), preprocessed once."""
-    ids, keys, inputs = [], [], []
+    ids, keys, inputs, attributes = [], [], [], []
     for chunk, start in enumerate(range(0, size, _CHUNK)):
         rng = np.random.default_rng([seed, list(KEYS).index(view), chunk])
         batch = world.sample_batch(rng, min(_CHUNK, size - start))
         ids.append(tokenize(tokenizer, batch.captions))
         keys.extend(KEYS[view](scene) for scene in batch.scenes)
         inputs.append(preprocess(view, batch))
-    return Pool(torch.cat(ids), _labels(keys, {}), torch.cat(inputs))
+        attributes.append(attribute_labels(list(batch.captions)))
+    return Pool(torch.cat(ids), _labels(keys, {}), torch.cat(inputs), torch.cat(attributes))
 
 
 @torch.no_grad()
@@ -239,7 +251,26 @@ def image_stage_loss(modules, batch, step) -> tuple[torch.Tensor, dict[str, floa
     video_loss = contrastive_loss(video, text[n_image:], batch["video"]["labels"], scale)
     logs = {"image_loss": float(image_loss.detach()), "video_loss": float(video_loss.detach()),
             "logit_scale": float(scale.detach())}
-    return image_loss + video_loss, logs
+    loss = image_loss + video_loss
+    if ATTRIBUTE_HEAD in modules:
+        attributes = tokens_attribute_loss(
+            modules[ATTRIBUTE_HEAD],
+            {"text": text, "image": image, "video": video},
+            {"text": torch.cat([batch["image"]["attributes"], batch["video"]["attributes"]]),
+             "image": batch["image"]["attributes"], "video": batch["video"]["attributes"]})
+        logs["attributes"] = float(attributes.detach())
+        loss = loss + ATTRIBUTE_WEIGHT * attributes
+    return loss, logs
+
+
+def tokens_attribute_loss(
+    head: nn.Module, tokens: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """One shared linear head reads each view's unit tokens (scaled to unit-variance
+    components) for the attributes that view shows; the views' losses are averaged."""
+    losses = [attribute_loss(head(tokens[view] * tokens[view].shape[-1] ** 0.5),
+                             visible_labels(labels[view], VISIBLE[view])) for view in tokens]
+    return torch.stack(losses).mean()
 
 
 def video_stage_loss(modules, batch, step) -> tuple[torch.Tensor, dict[str, float]]:
@@ -319,6 +350,8 @@ def align_image(
 
     modules = {"clip_text": encoders["clip_text"], "clip_vision": encoders["clip_vision"],
                "logit_scale": LogitScale()}
+    if ATTRIBUTE_WEIGHT > 0:
+        modules[ATTRIBUTE_HEAD] = attribute_head(encoders["clip_text"].config.projection_dim)
     trained = run_stage(_spec(IMAGE_STAGE, plan), modules, image_stage_loss, make_batch, run_dir,
                         accelerator)
     pools.drop("image")

@@ -29,6 +29,14 @@ from codi.nano import world
 from codi.official_config import OfficialConfig
 from codi.text_decoding import decode_latents, postprocess_text
 from codi.tokenizers import optimus_bert_token_ids, optimus_bert_tokenizer, optimus_gpt2_tokenizer
+from codi.train.attributes import (  # noqa: F401  (re-exported: the stage's public names)
+    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    MAX_OBJECTS,
+    attribute_head,
+    attribute_labels,
+    attribute_loss,
+)
 from codi.train.loop import TrainSpec, is_done, run_stage
 from codi.train.vae import EVAL_SEED, EVAL_SIZE, save_scale_factor
 
@@ -40,12 +48,6 @@ WORD_DROPOUT = 0.3
 #: Weight of the attribute head's cross-entropy (summed over objects and attributes).
 ATTRIBUTE_WEIGHT = 1.0
 ATTRIBUTE_HEAD = "optimus_attribute_head"
-#: The caption attributes `first_object_accuracy` scores (fields of `world.ObjectAttributes`).
-ATTRIBUTES = ("colour", "shape", "position", "motion")
-#: The values of each attribute, in the attribute head's class order.
-ATTRIBUTE_VALUES = (tuple(world.COLOURS), world.SHAPES, world.POSITIONS, world.MOTIONS)
-#: Objects per scene the attribute head reads (a missing second object is ignored).
-MAX_OBJECTS = 2
 OPTIMUS_DEFAULTS = TrainSpec(name=OPTIMUS_STAGE, steps=1500, batch_size=32, lr=1e-3, warmup=50)
 
 
@@ -81,17 +83,6 @@ def world_captions(rng: np.random.Generator, n: int) -> list[str]:
     return [world.sample_scene(rng).caption for _ in range(n)]
 
 
-def attribute_labels(captions: list[str]) -> torch.Tensor:
-    """(B, MAX_OBJECTS × 4) class indices of each object's attributes; -100 where no object."""
-    labels = torch.full((len(captions), MAX_OBJECTS * len(ATTRIBUTES)), -100, dtype=torch.long)
-    for row, caption in enumerate(captions):
-        for index, attributes in enumerate(world.parse_caption(caption)[:MAX_OBJECTS]):
-            for column, (name, values) in enumerate(zip(ATTRIBUTES, ATTRIBUTE_VALUES)):
-                labels[row, index * len(ATTRIBUTES) + column] = values.index(
-                    getattr(attributes, name))
-    return labels
-
-
 def _optimus_batch(rng: np.random.Generator, n: int) -> dict[str, torch.Tensor]:
     captions = world_captions(rng, n)
     return caption_batch(captions) | {"attributes": attribute_labels(captions)}
@@ -103,24 +94,6 @@ def _drop_words(ids: torch.Tensor) -> torch.Tensor:
     drop = torch.rand(ids.shape, device=ids.device) < WORD_DROPOUT
     drop[:, 0] = False
     return ids.masked_fill(drop, pad)
-
-
-def attribute_head(latent_size: int) -> nn.Linear:
-    """The training-only head: latent → logits of every object's every attribute, concatenated."""
-    return nn.Linear(latent_size, MAX_OBJECTS * sum(len(v) for v in ATTRIBUTE_VALUES))
-
-
-def attribute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each (object, attribute) slice of the head's logits, summed."""
-    total, start = logits.new_zeros(()), 0
-    for column in range(labels.shape[1]):
-        width = len(ATTRIBUTE_VALUES[column % len(ATTRIBUTES)])
-        target = labels[:, column]
-        if (target >= 0).any():
-            total = total + F.cross_entropy(logits[:, start:start + width], target,
-                                            ignore_index=-100)
-        start += width
-    return total
 
 
 def optimus_loss(modules, batch: dict[str, torch.Tensor], step: int):
