@@ -85,9 +85,15 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     out.add_argument("--fps", type=float,
                      help=f"video frames per second (default: the model's; official {d.fps:g})")
     out.add_argument("--samples", type=int, default=d.num_samples, help="samples per output")
-    out.add_argument("--text-mode", choices=["sample", "greedy"], default=d.text_decoding.mode)
-    out.add_argument("--temperature", type=float, default=d.text_decoding.temperature)
-    out.add_argument("--max-tokens", type=int, default=d.text_decoding.max_tokens)
+    out.add_argument("--text-mode", choices=["sample", "greedy"],
+                     help="how captions are decoded (default: the model's; official "
+                          f"{d.text_decoding.mode})")
+    out.add_argument("--temperature", type=float,
+                     help="caption sampling temperature (default: the model's; "
+                          f"official {d.text_decoding.temperature:g})")
+    out.add_argument("--max-tokens", type=int,
+                     help="caption length limit in tokens (default: the model's; "
+                          f"official {d.text_decoding.max_tokens})")
     out.add_argument("--official-preprocessing", action="store_true",
                      help="reproduce the official code's random crops, flips and noise draws")
     out.add_argument("--cross-modal", action=argparse.BooleanOptionalAction,
@@ -155,7 +161,10 @@ def build_request(
         seed=args.seed, image_size=flag_or(args.size, base.image_size),
         num_frames=flag_or(args.frames, base.num_frames), fps=flag_or(args.fps, base.fps),
         num_samples=args.samples,
-        text_decoding=TextDecoding(args.text_mode, args.temperature, args.max_tokens),
+        text_decoding=TextDecoding(
+            flag_or(args.text_mode, base.text_decoding.mode),
+            flag_or(args.temperature, base.text_decoding.temperature),
+            flag_or(args.max_tokens, base.text_decoding.max_tokens)),
         official_randomness=args.official_preprocessing,
         cross_modal=flag_or(args.cross_modal, base.cross_modal),
         connectors=not args.no_connectors,

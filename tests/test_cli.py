@@ -12,6 +12,7 @@ import pytest
 from codi import cli
 from codi.errors import CoDiUserError
 from codi.model_store import resolve_model
+from codi.request import TextDecoding
 from codi.result import GenerationResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,7 @@ def test_defaults_are_the_official_settings():
     assert (s.steps, s.guidance_scale, s.image_size, s.num_frames) == (50, 7.5, 256, 8)
     assert s.seed is None
     assert not s.official_randomness
+    assert s.text_decoding == TextDecoding()  # sampling at temperature 1, as the official code
 
 
 def test_left_out_flags_take_the_model_defaults_and_given_flags_win():
@@ -66,6 +68,15 @@ def test_left_out_flags_take_the_model_defaults_and_given_flags_win():
         ["generate", "--text", "x", "--no-cross-modal", "--no-connectors"])
     s = cli.build_request(args, model).settings
     assert not s.cross_modal and not s.connectors
+
+
+def test_text_decoding_flags_fall_back_to_the_model_folder_defaults():
+    model = {"text_decoding": {"mode": "greedy", "max_tokens": 20}}
+    args = cli.build_parser().parse_args(["generate", "--text", "x", "--temperature", "0.7"])
+    decoding = cli.build_request(args, model).settings.text_decoding
+    assert (decoding.mode, decoding.temperature, decoding.max_tokens) == ("greedy", 0.7, 20)
+    args = cli.build_parser().parse_args(["generate", "--text", "x", "--text-mode", "sample"])
+    assert cli.build_request(args, model).settings.text_decoding.mode == "sample"
 
 
 @pytest.mark.parametrize("weight, message", [
