@@ -24,8 +24,8 @@ from codi.train.loop import TrainSpec, run_stage
 #: Default schedule per UNet on a 2-core CPU (steps, batch size, learning rate).
 DEFAULTS = {
     "image": TrainSpec("diffusion_image", steps=3400, batch_size=32, lr=5e-4, warmup=100, seed=11),
-    "audio": TrainSpec("diffusion_audio", steps=2400, batch_size=16, lr=5e-4, warmup=50, seed=12),
-    "text": TrainSpec("diffusion_text", steps=8000, batch_size=64, lr=5e-4, warmup=100, seed=13),
+    "audio": TrainSpec("diffusion_audio", steps=4800, batch_size=16, lr=5e-4, warmup=50, seed=12),
+    "text": TrainSpec("diffusion_text", steps=20000, batch_size=64, lr=5e-4, warmup=100, seed=13),
 }
 #: The image UNet's video batches are this many times smaller than its image batches.
 VIDEO_BATCH_DIVISOR = 2
