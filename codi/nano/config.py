@@ -29,7 +29,7 @@ TEXT_LATENT = 32
 #: Its captions are decoded greedily: sampling (the official default) often swaps the colour word,
 #: and with a fixed seed always the same way (docs/nano.md, Evaluation of the shipped model).
 NANO_DEFAULTS = {"image_size": IMAGE_SIZE, "num_frames": NUM_FRAMES, "fps": FPS, "steps": 25,
-                 "guidance_scale": 5.0, "cross_modal": True,
+                 "guidance_scale": 3.0, "cross_modal": True,
                  "text_decoding": {"mode": "greedy"}}
 #: Shapes the pipeline reads from a model folder instead of its full-model constants.
 NANO_GEOMETRY = {"audio_latent_frames": AUDIO_LATENT_FRAMES}
