@@ -14,7 +14,10 @@ batches drawn from the pool.
 A sample and a caption match when they agree on the attributes the sample carries: an image shows
 each object's colour, shape and position (not its motion), a sound its colour and shape, a video
 everything. Every matching pair in a batch is a positive (multi-positive InfoNCE), and retrieval
-accuracy counts a hit when the retrieved item matches in those attributes.
+accuracy counts a hit when the retrieved item matches in those attributes. In the first stage a
+training-only linear head, shared by the three views, also reads each object's attributes (those
+the view shows) from the text, image and video tokens: contrastive loss alone left position and
+motion out of every token (docs/nano.md).
 """
 
 from __future__ import annotations
