@@ -50,7 +50,7 @@ from codi.nano import world
 from codi.official_config import OfficialConfig
 from codi.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
 from codi.train.attributes import attribute_head, attribute_labels, attribute_loss, visible_labels
-from codi.train.loop import TrainSpec, run_stage, stage_seconds
+from codi.train.loop import TrainSpec, is_done, run_stage, stage_seconds
 
 IMAGE_STAGE, VIDEO_STAGE, AUDIO_STAGE = "align_image", "align_video", "align_audio"
 #: Pools are drawn from the world with this seed (and the view), the evaluation batch with its own.
@@ -353,7 +353,7 @@ def align_image(
 
     modules = {"clip_text": encoders["clip_text"], "clip_vision": encoders["clip_vision"],
                "logit_scale": LogitScale()}
-    if ATTRIBUTE_WEIGHT > 0:
+    if ATTRIBUTE_WEIGHT > 0 and not is_done(run_dir, IMAGE_STAGE):  # a finished stage needs no head
         modules[ATTRIBUTE_HEAD] = attribute_head(encoders["clip_text"].config.projection_dim)
     trained = run_stage(_spec(IMAGE_STAGE, plan), modules, image_stage_loss, make_batch, run_dir,
                         accelerator)
