@@ -116,7 +116,7 @@ def retrieval_accuracy(
     return float(a_to_b), float(b_to_a)
 
 
-#: The attributes each view shows (as its match key below): what the attribute head may read.
+#: The attributes each view shows: its match key below, and what the attribute head may read.
 VISIBLE = {"image": ("colour", "shape", "position"), "audio": ("colour", "shape"),
            "video": ("colour", "shape", "position", "motion"),
            "text": ("colour", "shape", "position", "motion")}
@@ -125,19 +125,23 @@ ATTRIBUTE_WEIGHT = 0.25
 ATTRIBUTE_HEAD = "align_attribute_head"
 
 
+def _visible_key(view: str, scene: world.Scene) -> tuple:
+    return tuple(sorted(tuple(getattr(o, name) for name in VISIBLE[view]) for o in scene.objects))
+
+
 def image_key(scene: world.Scene) -> tuple:
     """What an image shows of a scene: each object's colour, shape and position."""
-    return tuple(sorted((o.colour, o.shape, o.position) for o in scene.objects))
+    return _visible_key("image", scene)
 
 
 def audio_key(scene: world.Scene) -> tuple:
     """What a sound carries of a scene: each object's colour (pitch) and shape (timbre)."""
-    return tuple(sorted((o.colour, o.shape) for o in scene.objects))
+    return _visible_key("audio", scene)
 
 
 def video_key(scene: world.Scene) -> tuple:
     """What a video shows of a scene: everything the caption says."""
-    return tuple(sorted((o.colour, o.shape, o.position, o.motion) for o in scene.objects))
+    return _visible_key("video", scene)
 
 
 KEYS: dict[str, Callable[[world.Scene], tuple]] = {
