@@ -14,7 +14,7 @@ from torch import nn
 
 from codi.nano import world
 
-#: The caption attributes `first_object_accuracy` scores (fields of `world.ObjectAttributes`).
+#: Each object's attributes, as named in `world.ObjectAttributes`, in the labels' column order.
 ATTRIBUTES = ("colour", "shape", "position", "motion")
 #: The values of each attribute, in the attribute head's class order.
 ATTRIBUTE_VALUES = (tuple(world.COLOURS), world.SHAPES, world.POSITIONS, world.MOTIONS)
@@ -49,8 +49,6 @@ def attribute_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                                             ignore_index=-100)
         start += width
     return total
-
-
 
 
 def visible_labels(labels: torch.Tensor, attributes: tuple[str, ...]) -> torch.Tensor:

@@ -170,7 +170,10 @@ def _decode_captions(encoder: nn.Module, decoder: nn.Module, captions: list[str]
 
 def caption_exact_match(encoder: nn.Module, decoder: nn.Module, captions: list[str]) -> float:
     """Fraction of captions that greedy pipeline decoding of their latent gives back exactly."""
-    decoded = _decode_captions(encoder, decoder, captions)
+    return _exact_match(_decode_captions(encoder, decoder, captions), captions)
+
+
+def _exact_match(decoded: list[str], captions: list[str]) -> float:
     return float(np.mean([d == c for d, c in zip(decoded, captions, strict=True)]))
 
 
@@ -203,6 +206,6 @@ def caption_quality(
     """Exact match, first-object attribute accuracy of the decoded captions, and the share of the
     latent variance in its three leading directions."""
     decoded = _decode_captions(encoder, decoder, captions)
-    exact = float(np.mean([d == c for d, c in zip(decoded, captions, strict=True)]))
-    return {"exact_match": exact, **first_object_accuracy(decoded, captions),
+    return {"exact_match": _exact_match(decoded, captions),
+            **first_object_accuracy(decoded, captions),
             "top3_variance_share": top_variance_share(encode_captions(encoder, captions))}
