@@ -39,6 +39,35 @@ def test_oracle_scores_near_perfect():
     assert on["onset_precision"] >= 0.98 and on["event_recall"] >= 0.98
 
 
+class SeedRecorder(evaluate.WorldOracle):
+    """The oracle, noting the seed of every request."""
+
+    def __init__(self) -> None:
+        self.seeds: list[tuple[str, int]] = []
+
+    def generate(self, scene, source, outputs, seed, connectors=True):
+        self.seeds.append((scene.caption, seed))
+        return super().generate(scene, source, outputs, seed, connectors)
+
+
+def test_each_prompt_gets_its_own_fixed_seed():
+    """Prompts do not share one starting noise, every request of a prompt uses its seed, and a
+    second run uses the same seeds."""
+    scenes = evaluate.prompt_scenes(4)
+    runs = []
+    for _ in range(2):
+        recorder = SeedRecorder()
+        evaluate.evaluate(recorder, scenes, [0, 1])
+        runs.append(recorder.seeds)
+    assert runs[0] == runs[1]
+    per_request = len(evaluate.TASKS) + 2  # the tasks, then joint with connectors on and off
+    assert len(runs[0]) == len(scenes) * 2 * per_request
+    groups = [runs[0][i:i + per_request] for i in range(0, len(runs[0]), per_request)]
+    assert all(len({seed for _, seed in group}) == 1 for group in groups)
+    assert len({group[0][1] for group in groups}) == len(groups)
+    assert groups[0][0][1] == evaluate.prompt_seed(0, 0) != evaluate.prompt_seed(1, 0)
+
+
 def test_scoring_catches_wrong_outputs():
     scene = evaluate.prompt_scenes(1)[0]
     obj = scene.objects[0]

@@ -158,6 +158,13 @@ def prompt_scenes(count: int, seed: int = EVAL_SEED) -> list[Scene]:
     return [world.sample_scene(rng, max_objects=1) for _ in range(count)]
 
 
+def prompt_seed(seed: int, index: int) -> int:
+    """The generation seed of prompt `index` under base `seed`: distinct per prompt, so prompts
+    do not all start from the same noise (which made every sound put its accent at one place,
+    and every sampled caption draw the same words), and the same on every run."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def evaluate(
     generator: Generator,
     scenes: Sequence[Scene],
@@ -171,7 +178,8 @@ def evaluate(
     seconds = []
     for index, scene in enumerate(scenes):
         log(f"[{index + 1}/{len(scenes)}] {scene.caption}")
-        for seed in seeds:
+        for base_seed in seeds:
+            seed = prompt_seed(base_seed, index)
             for name, task in TASKS.items():
                 media = generator.generate(scene, task.source, [task.output], seed)[task.output]
                 correct, was_read = score(task, scene, media)
@@ -250,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--oracle", action="store_true",
                         help="score the world's own renders instead of a model")
     parser.add_argument("--prompts", type=int, default=20, help="number of scenes (default 20)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="generation seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="base generation seeds (each prompt derives its own from each)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
