@@ -68,6 +68,25 @@ def test_each_prompt_gets_its_own_fixed_seed():
     assert groups[0][0][1] == evaluate.prompt_seed(0, 0) != evaluate.prompt_seed(1, 0)
 
 
+def _onsets(matched: int, detected: int) -> dict:
+    return {"matched_onsets": matched, "onsets": detected}
+
+
+def test_connectors_count_as_above_off_only_beyond_chance():
+    assert evaluate.clearly_above(_onsets(20, 25), _onsets(5, 25))
+    assert not evaluate.clearly_above(_onsets(14, 44), _onsets(15, 49))  # v8: 0.32 vs 0.31
+    assert not evaluate.clearly_above(_onsets(3, 5), _onsets(2, 5))  # higher, but five onsets
+    assert not evaluate.clearly_above(_onsets(0, 0), _onsets(0, 10))
+    report = {"tasks": {name: {"accuracy": 1.0} for name in evaluate.TARGETS},
+              "seconds_per_request": {"mean": 1.0},
+              "joint_video_audio": {"connectors_on": _onsets(20, 25),
+                                    "connectors_off": _onsets(5, 25),
+                                    "shuffled_pairs": _onsets(19, 25)}}
+    assert not evaluate.targets(report)["joint_connectors_above_off"]  # no better than chance
+    report["joint_video_audio"]["shuffled_pairs"] = _onsets(6, 25)
+    assert evaluate.targets(report)["joint_connectors_above_off"]
+
+
 def test_scoring_catches_wrong_outputs():
     scene = evaluate.prompt_scenes(1)[0]
     obj = scene.objects[0]
