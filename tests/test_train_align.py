@@ -188,11 +188,11 @@ def test_alignment_runs_every_stage_and_loads_when_finished(tmp_path):
 def test_a_finished_image_stage_trained_without_the_head_still_loads(tmp_path, monkeypatch):
     plan = TINY_PLANS[align.IMAGE_STAGE]
     pools = align.Pools({"image": 8, "video": 4}, align.load_clip_tokenizer(align.VOCAB_DIR))
-    monkeypatch.setattr(align, "ATTRIBUTE_WEIGHT", 0.0)
+    monkeypatch.setattr(align, "ATTRIBUTE_WEIGHTS", dict.fromkeys(align.ATTRIBUTE_WEIGHTS, 0.0))
     trained = align.align_image(_encoders(), pools, plan, tmp_path)
     final = tmp_path / align.IMAGE_STAGE / "final"
     assert not (final / f"{align.ATTRIBUTE_HEAD}.safetensors").exists()
-    monkeypatch.setattr(align, "ATTRIBUTE_WEIGHT", 0.25)
+    monkeypatch.undo()
     loaded = align.align_image(_encoders(seed=1), pools, plan, tmp_path)
     for key, value in loaded["clip_text"].state_dict().items():
         assert torch.equal(value, trained["clip_text"].state_dict()[key]), key
