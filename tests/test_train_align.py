@@ -177,6 +177,7 @@ def test_alignment_runs_every_stage_and_loads_when_finished(tmp_path):
     assert set(report["retrieval"]) == {f"{a}_{b}" for v in ("image", "video", "audio")
                                         for a, b in ((v, "to_text"), ("text", f"to_{v}"))}
     assert all(0.0 <= acc <= 1.0 for acc in report["retrieval"].values())
+    assert set(report["caption_attributes"]) == {"colour", "shape", "position", "motion"}
     logs = {name: (tmp_path / name / "log.jsonl").read_text() for name in TINY_PLANS}
     again = align.train_alignment(nano_official(), tmp_path, plans=TINY_PLANS, eval_size=8)
     assert logs == {name: (tmp_path / name / "log.jsonl").read_text() for name in TINY_PLANS}
@@ -222,3 +223,25 @@ def test_image_stage_resumes_to_the_uninterrupted_result(tokenizer, tmp_path, mo
     final = tmp_path / "resumed" / align.IMAGE_STAGE / "final" / "clip_text.safetensors"
     for key, value in load_file(final).items():
         assert torch.allclose(value, straight["clip_text"].state_dict()[key], atol=1e-6), key
+
+
+def test_one_object_captions_cover_the_world_once():
+    captions, objects = align.one_object_captions()
+    assert len(set(captions)) == len(captions) == 4 * 3 * 2 * 3
+    assert [world.parse_caption(c) for c in captions] == [(o,) for o in objects]
+
+
+def test_nearest_centroid_accuracy_reads_a_carried_attribute_and_not_a_missing_one():
+    _, objects = align.one_object_captions()
+    generator = torch.Generator().manual_seed(0)
+    colour = {c: torch.randn(CONTEXT_DIM, generator=generator) for c in world.COLOURS}
+    noise = 0.3 * torch.randn(len(objects), CONTEXT_DIM, generator=generator)
+    tokens = torch.stack([colour[o.colour] for o in objects]) + noise
+    assert align.nearest_centroid_accuracy(tokens, [o.colour for o in objects]) == 1.0
+    assert align.nearest_centroid_accuracy(tokens, [o.motion for o in objects]) < 0.6
+
+
+def test_caption_token_readout_reports_every_attribute(tokenizer):
+    readout = align.caption_token_readout(_encoders()["clip_text"], tokenizer)
+    assert set(readout) == {"colour", "shape", "position", "motion"}
+    assert all(0.0 <= value <= 1.0 for value in readout.values())

@@ -23,6 +23,7 @@ motion out of every token (docs/nano.md).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -49,7 +50,14 @@ from codi.models.clip import load_clip_tokenizer, tokenize
 from codi.nano import world
 from codi.official_config import OfficialConfig
 from codi.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
-from codi.train.attributes import attribute_head, attribute_labels, attribute_loss, visible_labels
+from codi.train.attributes import (
+    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    attribute_head,
+    attribute_labels,
+    attribute_loss,
+    visible_labels,
+)
 from codi.train.loop import TrainSpec, is_done, run_stage, stage_seconds
 
 IMAGE_STAGE, VIDEO_STAGE, AUDIO_STAGE = "align_image", "align_video", "align_audio"
@@ -361,7 +369,8 @@ def align_image(
 
     modules = {"clip_text": encoders["clip_text"], "clip_vision": encoders["clip_vision"],
                "logit_scale": LogitScale()}
-    if any(ATTRIBUTE_WEIGHTS.values()) and not is_done(run_dir, IMAGE_STAGE):  # a finished stage needs no head
+    # A finished stage needs no head.
+    if any(ATTRIBUTE_WEIGHTS.values()) and not is_done(run_dir, IMAGE_STAGE):
         modules[ATTRIBUTE_HEAD] = attribute_head(encoders["clip_text"].config.projection_dim)
     trained = run_stage(_spec(IMAGE_STAGE, plan), modules, image_stage_loss, make_batch, run_dir,
                         accelerator)
@@ -416,7 +425,8 @@ def train_alignment(
     steps: None for each plan's steps, an int for every stage, or {stage name: steps}.
     plans: per-stage plans (default `DEFAULT_PLANS`). Finished stages are loaded, interrupted ones
     resume from their checkpoint. Writes `run_dir/align_eval.json`: retrieval accuracy on a
-    held-out batch of `eval_size`, and the seconds spent on pools and on each stage.
+    held-out batch of `eval_size`, `caption_token_readout` of the text tower, and the seconds
+    spent on pools and on each stage.
     """
     plans = dict(plans or DEFAULT_PLANS)
     if steps is not None:
@@ -435,6 +445,7 @@ def train_alignment(
     encoders = {name: module.eval() for name, module in encoders.items()}
     if accelerator is None or accelerator.is_main_process:
         report = {"retrieval": evaluate(encoders, tokenizer, eval_size),
+                  "caption_attributes": caption_token_readout(encoders["clip_text"], tokenizer),
                   "pool_seconds": pools.seconds,
                   "stage_seconds": {name: stage_seconds(run_dir, name) for name in plans}}
         (run_dir / "align_eval.json").write_text(json.dumps(report, indent=2))
@@ -469,6 +480,41 @@ def evaluate(
         to_text, from_text = retrieval_accuracy(tokens[view], tokens["text"], labels)
         result[f"{view}_to_text"], result[f"text_to_{view}"] = to_text, from_text
     return result
+
+
+def one_object_captions() -> tuple[list[str], list[world.ObjectAttributes]]:
+    """Every one-object caption of the world (each colour, shape, position and motion: 72)."""
+    objects = [world.ObjectAttributes(*values)
+               for values in itertools.product(*ATTRIBUTE_VALUES)]
+    return [world.caption_for((o,)) for o in objects], objects
+
+
+def nearest_centroid_accuracy(tokens: torch.Tensor, labels: Sequence[str]) -> float:
+    """Leave-one-out nearest-centroid (by dot product) accuracy of `labels` from `[n, D]` tokens:
+    how plainly the tokens separate the label's values (a probe with nothing to fit)."""
+    labels = np.asarray(labels)
+    values = sorted(set(labels.tolist()))
+    members = torch.from_numpy(labels[:, None] == np.asarray(values)[None]).to(tokens.dtype)
+    sums, counts = members.T @ tokens, members.sum(dim=0)
+    hits = 0
+    for row in range(len(labels)):
+        own = members[row]
+        centroids = (sums - own[:, None] * tokens[row]) / (counts - own).clamp(min=1)[:, None]
+        hits += values[int((centroids @ tokens[row]).argmax())] == labels[row]
+    return hits / len(labels)
+
+
+@torch.no_grad()
+def caption_token_readout(clip_text: nn.Module, tokenizer) -> dict[str, float]:
+    """How plainly the caption tokens tell each attribute apart: `nearest_centroid_accuracy` of
+    colour, shape, position and motion over the tokens of `one_object_captions`."""
+    captions, objects = one_object_captions()
+    device = next(clip_text.parameters()).device
+    encoder = ConditionEncoder({"clip_text": clip_text}.__getitem__, tokenizer, device,
+                               torch.float32)
+    tokens = encoder.text(captions)[:, 0].cpu()
+    return {name: nearest_centroid_accuracy(tokens, [getattr(o, name) for o in objects])
+            for name in ATTRIBUTES}
 
 
 def main(argv: list[str] | None = None) -> int:
