@@ -129,9 +129,9 @@ VISIBLE = {"image": ("colour", "shape", "position"), "audio": ("colour", "shape"
            "video": ("colour", "shape", "position", "motion"),
            "text": ("colour", "shape", "position", "motion")}
 #: Weight of each view's attribute cross-entropy in the image stage (all 0: contrastive loss only).
-#: Text weighs most: with 8 images per video, the image loss pulls captions that differ only in
-#: motion together (an image matches them all), and at 0.25 the text tokens lost motion.
-ATTRIBUTE_WEIGHTS = {"text": 3.0, "image": 0.25, "video": 0.25}
+#: At 0.25 the caption tokens lose motion (the image loss pulls captions that differ only in motion
+#: together); text 3 keeps it, but text→video followed motion no better (docs/nano.md).
+ATTRIBUTE_WEIGHTS = {"text": 0.25, "image": 0.25, "video": 0.25}
 ATTRIBUTE_HEAD = "align_attribute_head"
 
 
