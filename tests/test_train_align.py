@@ -245,3 +245,18 @@ def test_caption_token_readout_reports_every_attribute(tokenizer):
     readout = align.caption_token_readout(_encoders()["clip_text"], tokenizer)
     assert set(readout) == {"colour", "shape", "position", "motion"}
     assert all(0.0 <= value <= 1.0 for value in readout.values())
+
+
+def test_each_view_attribute_loss_is_scaled_by_its_weight(monkeypatch):
+    torch.manual_seed(0)
+    labels = attribute_labels(["a blue square on the right bouncing"] * 3)
+    tokens = {view: torch.nn.functional.normalize(torch.randn(3, CONTEXT_DIM), dim=-1)
+              for view in ("text", "image")}
+    head = attribute_head(CONTEXT_DIM)
+    both = {view: labels for view in tokens}
+    before = float(align.tokens_attribute_loss(head, tokens, both))
+    text_alone = float(align.tokens_attribute_loss(head, {"text": tokens["text"]},
+                                                   {"text": labels}))  # w · CE_text
+    monkeypatch.setitem(align.ATTRIBUTE_WEIGHTS, "text", 3 * align.ATTRIBUTE_WEIGHTS["text"])
+    after = float(align.tokens_attribute_loss(head, tokens, both))
+    assert after - before == pytest.approx(text_alone, rel=1e-5)  # (3w − w) · CE_text / 2 views
