@@ -5,9 +5,17 @@ only run in joint generation (codi.models.joint). The environment encoder (offic
 `connecters_out`) turns this modality's latent into one unit vector [B, 1, Cc]; each connector-in
 layer (official `input/output_block_connecters_in`) is a SpatialTransformer that runs after its UNet
 block with that vector as context.
+
+Timed environments (not official; `timed_environment=True`): a video or audio environment keeps its
+time axis, one unit vector per time step [B, T, Cc], and each connector-in layer lets every latent
+position attend to the token of its own time only. One pooled token cannot tell the other outputs
+*when* something happens: cross-attention to a single key returns the same vector at every
+position.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +75,7 @@ class CoDiConnectors2D(ModelMixin, ConfigMixin):
         connector_output_channel: int = 1280,
         num_heads: int = 8,
         use_video_architecture: bool = False,
+        timed_environment: bool = False,
     ):
         super().__init__()
         mc, video, temb = model_channels, use_video_architecture, 4 * model_channels
@@ -120,13 +129,25 @@ class CoDiConnectors2D(ModelMixin, ConfigMixin):
         pooled = raw.mean(dim=tuple(range(2, raw.ndim)))
         return (pooled / pooled.norm(dim=-1, keepdim=True))[:, None]
 
+    def environment_sequence(self, sample: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Timed environment [B, T, Cc] of a video [B,C,T,H,W] or audio [B,C,T,F] latent: the
+        encoder output averaged over every axis but channels and time (axis 2), each time step's
+        vector L2-normalised."""
+        raw = self.raw_environment(sample, emb)
+        tokens = raw.mean(dim=tuple(range(3, raw.ndim))).transpose(1, 2)
+        return tokens / tokens.norm(dim=-1, keepdim=True)
+
     def _run_layer(
         self, layers: nn.ModuleDict, index: int, h: torch.Tensor, env: torch.Tensor
     ) -> torch.Tensor:
         key = str(index)
         if key not in layers:
             return h
-        return layers[key](h, encoder_hidden_states=env, return_dict=False)[0]
+        if env.shape[1] == 1:
+            return layers[key](h, encoder_hidden_states=env, return_dict=False)[0]
+        with _aligned_cross_attention(layers[key]):
+            return layers[key](h, encoder_hidden_states=per_position_tokens(env, h),
+                               return_dict=False)[0]
 
     def after_input_block(
         self, index: int, h: torch.Tensor, environment: torch.Tensor
@@ -139,3 +160,40 @@ class CoDiConnectors2D(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """Connector-in layer of UNet output block `index` (identity where there is none)."""
         return self._run_layer(self.output_layers, index, h, environment)
+
+
+def per_position_tokens(tokens: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """[B, H*W, Cc]: for each position of `h` [B, C, H, W] (row-major, as the transformer flattens
+    it), the token of `tokens` [B, T, Cc] whose stretch of time (axis H) holds that row."""
+    rows, columns = h.shape[2], h.shape[3]
+    index = torch.div(torch.arange(rows, device=tokens.device) * tokens.shape[1], rows,
+                      rounding_mode="floor")
+    return tokens[:, index].repeat_interleave(columns, dim=1)
+
+
+class AlignedContextProcessor:
+    """Cross-attention in which query i sees context token i only. Softmax over one key is 1, so
+    the output is to_out(to_v(context_i)); with a single context token this is exactly ordinary
+    cross-attention."""
+
+    def __call__(self, attn, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None, attention_mask=None,
+                 temb=None, *args, **kwargs) -> torch.Tensor:
+        out = attn.to_out[1](attn.to_out[0](attn.to_v(encoder_hidden_states)))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+@contextmanager
+def _aligned_cross_attention(layer: nn.Module):
+    """Run `layer`'s cross-attentions with AlignedContextProcessor, restoring theirs after."""
+    attentions = [block.attn2 for block in layer.transformer_blocks]
+    saved = [attention.processor for attention in attentions]
+    for attention in attentions:
+        attention.processor = AlignedContextProcessor()
+    try:
+        yield
+    finally:
+        for attention, processor in zip(attentions, saved, strict=True):
+            attention.processor = processor

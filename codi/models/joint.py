@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: Which UNet component serves each output modality.
@@ -48,27 +49,52 @@ def mix_conditions(conditions: list[torch.Tensor], weights: list[float]) -> torc
     return mixed
 
 
+#: Outputs with a time axis (axis 2 of their latent), whose environment can be timed.
+TIMED_MODALITIES = ("video", "audio")
+
+
 def _environments(
     unets: dict[str, nn.Module],
     latents: dict[str, torch.Tensor],
     timestep: torch.Tensor | int,
     connectors: dict[str, nn.Module | None],
 ) -> dict[str, torch.Tensor]:
-    """Each modality's own environment vector [B,1,Cc], for modalities that have connectors."""
+    """Each modality's own environment, for modalities that have connectors: the official
+    pooled vector [B,1,Cc], or [B,T,Cc] for a video or audio whose connectors are timed."""
     envs = {}
     for modality, x in latents.items():
         module = connectors.get(modality)
         if module is not None:
             emb = unets[modality].time_embedding(timestep, x.dtype).expand(x.shape[0], -1)
-            envs[modality] = module.environment(x, emb)
+            timed = getattr(module.config, "timed_environment", False)
+            if timed and modality in TIMED_MODALITIES:
+                envs[modality] = module.environment_sequence(x, emb)
+            else:
+                envs[modality] = module.environment(x, emb)
     return envs
 
 
+def resample_tokens(tokens: torch.Tensor, length: int) -> torch.Tensor:
+    """[B, length, Cc] from [B, T, Cc] over the same stretch of time: averaged over each new step
+    when shortening, repeated (nearest) when lengthening; unchanged when T == length."""
+    steps = tokens.shape[1]
+    if steps == length:
+        return tokens
+    channels_first = tokens.transpose(1, 2)
+    if steps > length:
+        resampled = F.adaptive_avg_pool1d(channels_first, length)
+    else:
+        resampled = F.interpolate(channels_first, size=length, mode="nearest")
+    return resampled.transpose(1, 2)
+
+
 def _cross_modal(envs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each modality gets the plain mean of the OTHER modalities' environments (no renorm)."""
+    """Each modality gets the plain mean of the OTHER modalities' environments (no renorm),
+    each brought to the length of its own (timed environments line up in time)."""
     crossed = {}
-    for modality in envs:
-        others = [env for other, env in envs.items() if other != modality]
+    for modality, own in envs.items():
+        others = [resample_tokens(env, own.shape[1])
+                  for other, env in envs.items() if other != modality]
         if others:
             crossed[modality] = torch.stack(others).mean(dim=0)
     return crossed

@@ -52,6 +52,16 @@ def spatial_transformer(channels: int, heads: int, context_dim: int) -> Transfor
     )
 
 
+def frame_environments(environment: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B*frames, 1, Cc] for frames-folded blocks: a pooled environment [B,1,Cc] repeated for
+    every frame, or a timed one [B,frames,Cc] split into one token per frame."""
+    if environment.shape[1] == 1:
+        return environment.repeat_interleave(frames, 0)
+    if environment.shape[1] != frames:
+        raise ValueError(f"a timed environment of {environment.shape[1]} steps for {frames} frames")
+    return environment.reshape(-1, 1, environment.shape[-1])
+
+
 class UNetBlock(nn.Module):
     """One official `TimestepEmbedSequential`: some of conv, resnet (+ temporal), attention,
     downsample/upsample, run in that order on a frames-folded activation."""
@@ -183,7 +193,9 @@ class CoDiUNet2DModel(ModelMixin, ConfigMixin):
         """eps for `sample` [B,C,H,W] (image/audio) or [B,C,T,H,W] (video); context [B,1,D].
 
         With `connectors` (this modality's CoDiConnectors2D) and `environment` [B,1,Cc], every
-        connector-in transformer runs after its block with `environment` as context.
+        connector-in transformer runs after its block with `environment` as context. A timed
+        environment [B,T,Cc] gives a video's frame t the token t (T = frames) and an audio
+        latent's positions the token of their time (axis 2).
         """
         frames = sample.shape[2] if sample.ndim == 5 else None
         emb = self.time_embedding(timestep, sample.dtype).expand(sample.shape[0], -1)
@@ -192,7 +204,7 @@ class CoDiUNet2DModel(ModelMixin, ConfigMixin):
             h = fold_frames(sample)
             emb, context = (z.repeat_interleave(frames, 0) for z in (emb, context))
             if environment is not None:
-                environment = environment.repeat_interleave(frames, 0)
+                environment = frame_environments(environment, frames)
         run_connectors = connectors is not None and environment is not None
 
         skips = []

@@ -138,6 +138,7 @@ def build_connectors(official: OfficialConfig, modality: str) -> CoDiConnectors2
         connector_output_channel=a["connector_output_channel"],
         num_heads=a["num_heads"],
         use_video_architecture=bool(a.get("use_video_architecture", False)),
+        timed_environment=bool(a.get("timed_environment", False)),
     )
 
 
