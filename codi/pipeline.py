@@ -29,6 +29,7 @@ from codi.errors import CoDiUserError, GenerationCancelled
 from codi.inputs import DecodedInput, decode_inputs
 from codi.media.limits import MediaLimits
 from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
+from codi.models.mel import HOP_LENGTH, SAMPLE_RATE
 from codi.request import GenerationRequest, GenerationSettings
 from codi.residency import IMAGE_ONLY, ResidencyManager
 from codi.result import GenerationResult
@@ -38,6 +39,8 @@ from codi.sampling import make_scheduler, sample_ddim
 #: The official audio latent: 1024 mel frames (10.24 s) × 64 bins, /4 each (a model folder's
 #: `geometry.audio_latent_frames` may set another length, e.g. CoDi-Nano's 2.56 s).
 AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS = 256, 16
+#: Seconds of sound per audio latent frame: the VAE's 4 mel frames of HOP_LENGTH samples.
+AUDIO_LATENT_SECONDS = 4 * HOP_LENGTH / SAMPLE_RATE
 #: The SD VAE downsamples by 8.
 VAE_FACTOR = 8
 #: The component that encodes each input modality.
@@ -333,6 +336,8 @@ class CoDiPipeline:
         }
         connectors = self.connectors(outputs, settings.connectors)
         context = context.to(self.device, self.dtype)
+        durations = {"video": settings.num_frames / settings.fps,
+                     "audio": self.audio_latent_frames * AUDIO_LATENT_SECONDS}
 
         def denoise_fn(model_in, timesteps, ctx):
             eps = joint_forward(
@@ -342,6 +347,7 @@ class CoDiPipeline:
                 ctx,
                 connectors=connectors,
                 cross_modal=settings.cross_modal,
+                durations=durations,
             )
             return {m: e.float().cpu() for m, e in eps.items()}
 

@@ -93,6 +93,18 @@ def test_resample_tokens():
     assert resample_tokens(tokens, 2)[0, :, 0].tolist() == [1.5, 5.5]
     assert resample_tokens(tokens[:, :2], 4)[0, :, 0].tolist() == [0, 0, 1, 1]
     assert resample_tokens(tokens, 1)[0, 0, 0].item() == 3.5
+    assert resample_tokens(tokens[:, :1], 3)[0, :, 0].tolist() == [0, 0, 0]
+
+
+def test_resample_tokens_lines_up_seconds():
+    audio = torch.arange(64.0).view(1, 64, 1)  # 2.56 s, 0.04 s a step
+    video = resample_tokens(audio, 8, seconds=2.56, to_seconds=2.0)  # 8 frames of 0.25 s
+    # frame 1 spans 0.25-0.5 s: the audio steps whose middles fall there are 6..11
+    assert video[0, 1, 0].item() == pytest.approx(sum(range(6, 12)) / 6)
+    frames = torch.arange(8.0).view(1, 8, 1)
+    back = resample_tokens(frames, 64, seconds=2.0, to_seconds=2.56)[0, :, 0]
+    assert back[:6].tolist() == [0] * 6 and back[6:12].tolist() == [1] * 6
+    assert back[50:].tolist() == [7] * 14  # after the video ends: its last frame
 
 
 def test_frame_environments():

@@ -74,26 +74,47 @@ def _environments(
     return envs
 
 
-def resample_tokens(tokens: torch.Tensor, length: int) -> torch.Tensor:
-    """[B, length, Cc] from [B, T, Cc] over the same stretch of time: averaged over each new step
-    when shortening, repeated (nearest) when lengthening; unchanged when T == length."""
+def resample_tokens(
+    tokens: torch.Tensor, length: int, seconds: float = 1.0, to_seconds: float = 1.0
+) -> torch.Tensor:
+    """[B, length, Cc] from [B, T, Cc], lined up in time.
+
+    The T steps evenly cover `seconds` from the clip's start, the `length` new steps `to_seconds`.
+    A new step takes the mean of the steps whose middle falls inside it, or, where none does, the
+    step nearest its middle. A pooled environment (T = 1) is repeated; a pooled receiver
+    (length 1) takes the mean of every step. Unchanged when T == length and the spans agree.
+    """
     steps = tokens.shape[1]
-    if steps == length:
+    if steps == length and seconds == to_seconds:
         return tokens
-    channels_first = tokens.transpose(1, 2)
-    if steps > length:
-        resampled = F.adaptive_avg_pool1d(channels_first, length)
-    else:
-        resampled = F.interpolate(channels_first, size=length, mode="nearest")
-    return resampled.transpose(1, 2)
+    if steps == 1:
+        return tokens.expand(-1, length, -1)
+    if length == 1:
+        return tokens.mean(dim=1, keepdim=True)
+    middles = (torch.arange(steps, dtype=torch.float64) + 0.5) * (seconds / steps)
+    owner = torch.floor(middles * (length / to_seconds)).long()
+    weights = torch.zeros(length, steps, dtype=torch.float64)
+    inside = owner < length
+    weights[owner[inside], torch.arange(steps)[inside]] = 1.0
+    new_middles = (torch.arange(length, dtype=torch.float64) + 0.5) * (to_seconds / length)
+    nearest = torch.floor(new_middles * (steps / seconds)).long().clamp(0, steps - 1)
+    empty = weights.sum(dim=1) == 0
+    weights[torch.arange(length)[empty], nearest[empty]] = 1.0
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    return torch.einsum("jt,btc->bjc", weights.to(tokens), tokens)
 
 
-def _cross_modal(envs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _cross_modal(
+    envs: dict[str, torch.Tensor], durations: dict[str, float] | None = None
+) -> dict[str, torch.Tensor]:
     """Each modality gets the plain mean of the OTHER modalities' environments (no renorm),
-    each brought to the length of its own (timed environments line up in time)."""
+    each brought to the length of its own; timed environments line up in time by `durations`
+    (seconds each output spans; outputs not named span the same time)."""
+    durations = durations or {}
     crossed = {}
     for modality, own in envs.items():
-        others = [resample_tokens(env, own.shape[1])
+        others = [resample_tokens(env, own.shape[1], durations.get(other, 1.0),
+                                  durations.get(modality, 1.0))
                   for other, env in envs.items() if other != modality]
         if others:
             crossed[modality] = torch.stack(others).mean(dim=0)
@@ -107,6 +128,7 @@ def joint_forward(
     context: torch.Tensor,
     connectors: dict[str, nn.Module | None] | None = None,
     cross_modal: bool = False,
+    durations: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """eps per output modality, all conditioned on the same `context` [B,1,D].
 
@@ -116,13 +138,14 @@ def joint_forward(
     bit-identical to the official zero-initialised connectors.
 
     cross_modal=True (not official, the paper's intent): each modality attends to the mean of the
-    other modalities' environments instead.
+    other modalities' environments instead; `durations` (seconds per output) line up timed
+    environments (video and audio connectors with `timed_environment`) in time.
     """
     envs: dict[str, torch.Tensor] = {}
     if connectors and len(latents) > 1:
         envs = _environments(unets, latents, timestep, connectors)
         if cross_modal:
-            envs = _cross_modal(envs)
+            envs = _cross_modal(envs, durations)
     return {
         modality: unets[modality](
             x,

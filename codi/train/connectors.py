@@ -16,6 +16,7 @@ from torch import nn
 
 from codi.convert.registry import spec_by_name
 from codi.models.joint import UNET_OF_MODALITY, joint_forward
+from codi.nano.world import AUDIO_SECONDS, VIDEO_SECONDS
 from codi.official_config import OfficialConfig
 from codi.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
@@ -27,6 +28,8 @@ OUTPUT_SETS = {
     ("video", "audio"): 0.4, ("image", "text"): 0.15, ("image", "audio"): 0.1,
     ("audio", "text"): 0.1, ("video", "audio", "text"): 0.15, ("image", "audio", "text"): 0.1,
 }
+#: Seconds the world's clips span, which line up timed environments.
+WORLD_DURATIONS = {"video": VIDEO_SECONDS, "audio": AUDIO_SECONDS}
 CONNECTORS = tuple(f"{unet}_connectors" for unet in ("unet_image", "unet_audio", "unet_text"))
 
 
@@ -50,7 +53,8 @@ def joint_batches(cache: dict[str, torch.Tensor], official: OfficialConfig):
             scale = a.view(batch_size, *([1] * (clean.dim() - 1)))
             x_t[modality] = scale.sqrt() * clean + (1 - scale).sqrt() * noise
             eps[modality] = noise
-        return {"x_t": x_t, "eps": eps, "t": t, "context": pick_context(cache, index, rng)}
+        return {"x_t": x_t, "eps": eps, "t": t, "context": pick_context(cache, index, rng),
+                "durations": dict(WORLD_DURATIONS)}
 
     return make_batch
 
@@ -61,7 +65,8 @@ def joint_loss(unets: dict[str, nn.Module]):
     def loss_fn(modules: dict[str, nn.Module], batch, step: int):
         connectors = {m: modules[UNET_OF_MODALITY[m] + "_connectors"] for m in batch["x_t"]}
         eps = joint_forward({m: unets[UNET_OF_MODALITY[m]] for m in batch["x_t"]}, batch["x_t"],
-                            batch["t"], batch["context"], connectors=connectors, cross_modal=True)
+                            batch["t"], batch["context"], connectors=connectors, cross_modal=True,
+                            durations=batch["durations"])
         losses = {m: F.mse_loss(eps[m].float(), batch["eps"][m]) for m in eps}
         return sum(losses.values()), {f"mse_{m}": float(v.detach()) for m, v in losses.items()}
 
