@@ -195,3 +195,20 @@ def test_real_photo_and_recording(pipe, tmp_path):
 def test_joint_text_output_without_guidance_and_one_sample(pipe):
     result = run(pipe, [ConditionInput("text", "x")], ["text", "image"], guidance_scale=1.0)
     assert len(result.texts) == len(result.images) == 1
+
+
+def test_joint_generation_tells_the_connectors_each_outputs_seconds(pipe, monkeypatch):
+    import codi.pipeline as pipeline_module
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["durations"])
+        return pipeline_module.joint_forward.__wrapped__(*args, **kwargs)
+
+    spy.__wrapped__ = pipeline_module.joint_forward
+    monkeypatch.setattr(pipeline_module, "joint_forward", spy)
+    result = run(pipe, [ConditionInput("text", "a drum")], ["video", "audio"], fps=4.0)
+    assert seen and all(d == seen[0] for d in seen)
+    assert seen[0]["video"] == pytest.approx(3 / 4.0)
+    assert seen[0]["audio"] == pytest.approx(result.audios[0].shape[0] / 16000, abs=0.01)

@@ -25,7 +25,27 @@ def timed_models():
     official = _official(True)
     names = ("unet_image", "unet_audio", "unet_text", "unet_image_connectors",
              "unet_audio_connectors", "unet_text_connectors")
-    return {name: spec_by_name(name).build(official).eval() for name in names}
+    models = {name: spec_by_name(name).build(official).eval() for name in names}
+    for name in ("unet_image_connectors", "unet_audio_connectors"):
+        connectors = models[name]
+        for layer in (*connectors.input_layers.values(), *connectors.output_layers.values()):
+            torch.nn.init.normal_(layer.proj_out.weight, std=0.1)  # as if trained
+    return models
+
+
+@torch.no_grad()
+def test_fresh_connectors_change_nothing():
+    torch.manual_seed(3)
+    official = _official(True)
+    unets = {"video": spec_by_name("unet_image").build(official).eval(),
+             "audio": spec_by_name("unet_audio").build(official).eval()}
+    connectors = {"video": spec_by_name("unet_image_connectors").build(official).eval(),
+                  "audio": spec_by_name("unet_audio_connectors").build(official).eval()}
+    latents = {m: x for m, x in _latents().items() if m != "text"}
+    t, context = torch.tensor([300]), torch.nn.functional.normalize(torch.randn(1, 1, 32), dim=-1)
+    joint = joint_forward(unets, latents, t, context, connectors, cross_modal=True)
+    for modality, x in latents.items():
+        assert torch.equal(joint[modality], unets[modality](x, t, context))
 
 
 def _latents():

@@ -107,6 +107,10 @@ class CoDiConnectors2D(ModelMixin, ConfigMixin):
             {str(i): layer(lv) for i, lv in zip(inputs, levels, strict=True)}
         )
         self.output_layers = nn.ModuleDict({str(i): layer(out_levels[i]) for i in outputs})
+        # The official SpatialTransformer zero-initialises proj_out: fresh connectors are identity.
+        for transformer in (*self.input_layers.values(), *self.output_layers.values()):
+            nn.init.zeros_(transformer.proj_out.weight)
+            nn.init.zeros_(transformer.proj_out.bias)
 
     def raw_environment(self, sample: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Last encoder stage: [B, Cc, h, w] for images/audio, [B, Cc, T, h, w] for video.
@@ -131,11 +135,16 @@ class CoDiConnectors2D(ModelMixin, ConfigMixin):
 
     def environment_sequence(self, sample: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Timed environment [B, T, Cc] of a video [B,C,T,H,W] or audio [B,C,T,F] latent: the
-        encoder output averaged over every axis but channels and time (axis 2), each time step's
-        vector L2-normalised."""
+        encoder output averaged over every axis but channels and time (axis 2), less its mean
+        over time, each time step's vector L2-normalised.
+
+        Less the mean over time: the averaged encoder output is nearly the same vector for every
+        scene (docs/nano.md, Stage 2), so what tells clips and moments apart is how it changes.
+        """
         raw = self.raw_environment(sample, emb)
         tokens = raw.mean(dim=tuple(range(3, raw.ndim))).transpose(1, 2)
-        return tokens / tokens.norm(dim=-1, keepdim=True)
+        tokens = tokens - tokens.mean(dim=1, keepdim=True)
+        return tokens / tokens.norm(dim=-1, keepdim=True).clamp(min=1e-6)
 
     def _run_layer(
         self, layers: nn.ModuleDict, index: int, h: torch.Tensor, env: torch.Tensor
