@@ -22,7 +22,7 @@ from codi.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
 from codi.train.loop import TrainSpec, default_accelerator, run_stage
 
-DEFAULT = TrainSpec("connectors", steps=500, batch_size=8, lr=5e-4, warmup=25, seed=21)
+DEFAULT = TrainSpec("connectors", steps=1000, batch_size=8, lr=2e-3, warmup=25, seed=21)
 #: Output sets trained together, and how often (video+audio carries the timing to learn).
 OUTPUT_SETS = {
     ("video", "audio"): 0.4, ("image", "text"): 0.15, ("image", "audio"): 0.1,
