@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 #: Which UNet component serves each output modality.
