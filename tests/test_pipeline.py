@@ -200,13 +200,12 @@ def test_joint_text_output_without_guidance_and_one_sample(pipe):
 def test_joint_generation_tells_the_connectors_each_outputs_seconds(pipe, monkeypatch):
     import codi.pipeline as pipeline_module
 
-    seen = []
+    seen, original = [], pipeline_module.joint_forward
 
     def spy(*args, **kwargs):
         seen.append(kwargs["durations"])
-        return pipeline_module.joint_forward.__wrapped__(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    spy.__wrapped__ = pipeline_module.joint_forward
     monkeypatch.setattr(pipeline_module, "joint_forward", spy)
     result = run(pipe, [ConditionInput("text", "a drum")], ["video", "audio"], fps=4.0)
     assert seen and all(d == seen[0] for d in seen)
