@@ -6,8 +6,8 @@ codi.models.unet_text)::
     class <UNet>(ModelMixin, ConfigMixin):
         def forward(self, sample, timestep, context, connectors=None, environment=None) -> Tensor
             # context [B,1,D]. With `connectors` (this modality's connector module) and
-            # `environment` [B,1,Cc] (normalised), each connector-in transformer runs after its
-            # main block with `environment` as its context.
+            # `environment` [B,1,Cc] (normalised; timed: [B,T,Cc]), each connector-in transformer
+            # runs after its main block with `environment` as its context.
         def time_embedding(self, timestep, dtype) -> Tensor
             # [N, temb] for N timesteps: the emb of the blocks and of the environment encoder
 
@@ -15,6 +15,7 @@ codi.models.unet_text)::
         def raw_environment(self, sample, emb) -> Tensor  # last environment-encoder stage
         def environment(self, sample, emb) -> Tensor      # [B,1,Cc]: mean over non-channel
                                                           # axes, L2-normalised
+        def environment_sequence(self, sample, emb) -> Tensor  # [B,T,Cc], timed connectors only
 
 Modality keys are 'image', 'video', 'audio' and 'text'; 'video' is the image UNet on a 5-D latent.
 """

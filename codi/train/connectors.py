@@ -53,8 +53,7 @@ def joint_batches(cache: dict[str, torch.Tensor], official: OfficialConfig):
             scale = a.view(batch_size, *([1] * (clean.dim() - 1)))
             x_t[modality] = scale.sqrt() * clean + (1 - scale).sqrt() * noise
             eps[modality] = noise
-        return {"x_t": x_t, "eps": eps, "t": t, "context": pick_context(cache, index, rng),
-                "durations": dict(WORLD_DURATIONS)}
+        return {"x_t": x_t, "eps": eps, "t": t, "context": pick_context(cache, index, rng)}
 
     return make_batch
 
@@ -66,7 +65,7 @@ def joint_loss(unets: dict[str, nn.Module]):
         connectors = {m: modules[UNET_OF_MODALITY[m] + "_connectors"] for m in batch["x_t"]}
         eps = joint_forward({m: unets[UNET_OF_MODALITY[m]] for m in batch["x_t"]}, batch["x_t"],
                             batch["t"], batch["context"], connectors=connectors, cross_modal=True,
-                            durations=batch["durations"])
+                            durations=WORLD_DURATIONS)
         losses = {m: F.mse_loss(eps[m].float(), batch["eps"][m]) for m in eps}
         return sum(losses.values()), {f"mse_{m}": float(v.detach()) for m, v in losses.items()}
 
