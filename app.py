@@ -36,7 +36,7 @@ def parse_auth(text: str | None) -> list[tuple[str, str]] | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from codi.runtime import add_runtime_arguments
+    from codi.engine.runtime import add_runtime_arguments
 
     p = argparse.ArgumentParser(description="CoDi Studio: any-to-any generation in the browser")
     p.add_argument("--model", default=_env("CODI_MODEL_DIR", "auto"),
@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from codi.engine.runtime import options_from_args
     from codi.errors import CoDiUserError
-    from codi.runtime import options_from_args
     from ui.app import build_app, launch_options
     from ui.studio import Studio
 

@@ -69,7 +69,7 @@ def skip_init():
 
 def random_component(name: str, dtype: torch.dtype, image_only: bool = False) -> torch.nn.Module:
     from codi.convert.registry import spec_by_name
-    from codi.official_config import OfficialConfig
+    from codi.models.official_config import OfficialConfig
 
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # no transient float32 copy
@@ -92,7 +92,7 @@ def sample_inputs(kinds: list[str]):
     import numpy as np
     from PIL import Image
 
-    from codi.request import ConditionInput
+    from codi.pipeline.request import ConditionInput
 
     values = {
         "text": "a dog barking on a beach",
@@ -105,12 +105,12 @@ def sample_inputs(kinds: list[str]):
 
 def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
     """One measurement in this process."""
-    from codi.convert.tokenizers import load_tokenizers
-    from codi.embedded import EMBEDDED_DIR
+    from codi.engine.runtime import RuntimeOptions
     from codi.models.attention import set_attention_backend
-    from codi.pipeline import CoDiPipeline
-    from codi.request import GenerationRequest, GenerationSettings
-    from codi.runtime import RuntimeOptions
+    from codi.pipeline.codi_pipeline import CoDiPipeline
+    from codi.pipeline.request import GenerationRequest, GenerationSettings
+    from codi.store.tiny_random import TINY_RANDOM_DIR
+    from codi.store.tokenizers import load_tokenizers
 
     gpu = device.startswith("cuda")
     half = torch.float16 if gpu else torch.bfloat16
@@ -123,14 +123,14 @@ def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
         offload="model" if config == "offload" else "none",
     )
     inputs, outputs = MODES[mode]
-    index = json.loads((EMBEDDED_DIR / "model_index.json").read_text())
+    index = json.loads((TINY_RANDOM_DIR / "model_index.json").read_text())
     available = set(ALL_COMPONENTS)
     if config != "baseline":
         available -= {"unet_image_connectors", "unet_audio_connectors", "unet_text_connectors",
                       "optimus_encoder"}
     pipe = CoDiPipeline(
         load_component=lambda n: random_component(n, dtype),
-        available=available, tokenizers=load_tokenizers(EMBEDDED_DIR),
+        available=available, tokenizers=load_tokenizers(TINY_RANDOM_DIR),
         codi_constants=index["codi"], model_info={"model_id": "random full-size"},
         device=device, dtype=dtype, runtime=runtime,
         load_variant=None if config == "baseline" else (
@@ -173,7 +173,7 @@ def _rss_now() -> int:
 
 
 def _needed(name: str, inputs: list[str], outputs: list[str]) -> bool:
-    from codi.memory_plan import components_for
+    from codi.engine.memory_plan import components_for
 
     names = {n for n, _, _ in components_for(inputs, outputs, set(ALL_COMPONENTS))}
     return name in names
@@ -181,7 +181,7 @@ def _needed(name: str, inputs: list[str], outputs: list[str]) -> bool:
 
 def planned_gb(mode: str, config: str, device: str) -> float:
     """Weights (GB) the run will hold at its peak, from `codi plan`'s arithmetic (meta device)."""
-    from codi.memory_plan import plan_request
+    from codi.engine.memory_plan import plan_request
 
     gpu = device.startswith("cuda")
     half = "fp16" if gpu else "bf16"
@@ -196,7 +196,7 @@ def planned_gb(mode: str, config: str, device: str) -> float:
             peak += sum(c.nbytes for c in full.components if c.name == "unet_image")
             peak -= sum(c.nbytes for c in image_only)
         if len(MODES[mode][1]) > 1:
-            from codi.memory_plan import meta_full_size
+            from codi.engine.memory_plan import meta_full_size
 
             size = 2 if precision in ("fp16", "bf16") else 4
             peak += sum(p.numel() * size for c in plan.components if c.stage == "denoise"

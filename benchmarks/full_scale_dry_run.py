@@ -239,8 +239,8 @@ def worker(folder: Path, modes: list[str], steps: int, image_size: int) -> dict:
     import numpy as np
     import torch
 
-    from codi.pipeline import CoDiPipeline
-    from codi.request import ConditionInput, GenerationRequest, GenerationSettings
+    from codi.pipeline.codi_pipeline import CoDiPipeline
+    from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
 
     loads = record_component_opens()
     started = time.perf_counter()

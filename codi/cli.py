@@ -13,16 +13,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from codi.engine.runtime import add_runtime_arguments, options_from_args, quiet_library_logs
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.evaluation.batch import add_batch_arguments, run_batch_command
-from codi.request import (
+from codi.pipeline.request import (
     MODALITIES,
     ConditionInput,
     GenerationRequest,
     GenerationSettings,
     TextDecoding,
 )
-from codi.runtime import add_runtime_arguments, options_from_args
 
 USER_ERROR_STATUS = 2
 CANCELLED_STATUS = 130
@@ -175,24 +175,6 @@ def build_request(
     return request
 
 
-def pick_device(name: str) -> str:
-    """`auto` → cuda, then mps, then cpu (the rule of RuntimeOptions); anything else is checked."""
-    from codi.runtime import RuntimeOptions
-
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
-        raise CoDiUserError(f"--device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
-    return str(RuntimeOptions(device=name).torch_device())
-
-
-def pick_dtype(name: str, device: str):
-    """`auto` → fp16 on a GPU, fp32 on CPU (as RuntimeOptions)."""
-    import torch
-
-    from codi.runtime import RuntimeOptions
-
-    return RuntimeOptions(dtype=name).torch_dtype(torch.device(device))
-
-
 def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """An `on_step` that drives a tqdm bar on stderr (opened at the first step), and its closer."""
     from tqdm.auto import tqdm
@@ -213,19 +195,14 @@ def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callab
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from codi.model_store import read_model_index, resolve_model
-    from codi.pipeline import CoDiPipeline
+    from codi.pipeline.factory import open_pipeline
+    from codi.store.model_store import read_model_index, resolve_model
 
     model = resolve_model(args.model)
     request = build_request(args, read_model_index(model.folder).get("defaults"))
     if model.note:
         print(f"note: {model.note}", file=sys.stderr)
-    options = options_from_args(args)
-    device = pick_device(options.device)
-    _quiet_libraries()
-    dtype = pick_dtype(options.dtype, device)
-    engine = {} if options.engine_is_default() else {"runtime": options}
-    pipeline = CoDiPipeline.from_pretrained(model.folder, device=device, dtype=dtype, **engine)
+    pipeline = open_pipeline(model.folder, options_from_args(args))
     on_step, close = progress_callback(not args.quiet)
     try:
         result = pipeline(request, on_step=on_step)
@@ -239,8 +216,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from codi.download import download
-    from codi.model_store import default_model_dir
+    from codi.store.download import download
+    from codi.store.model_store import default_model_dir
 
     folder = download(args.dest or default_model_dir(), variant=args.variant)
     print(folder)
@@ -253,8 +230,8 @@ def run_download(args: argparse.Namespace) -> int:
 def run_models(args: argparse.Namespace) -> int:
     import json
 
-    from codi.model_store import default_model_dir, resolve_model
-    from codi.weights import available_components
+    from codi.store.model_store import default_model_dir, resolve_model
+    from codi.store.weights import available_components
 
     model = resolve_model(args.model)
     index = json.loads((model.folder / "model_index.json").read_text())
@@ -272,7 +249,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from codi.memory_plan import format_plan, plan_request
+    from codi.engine.memory_plan import format_plan, plan_request
 
     def kinds(flag: str, value: str) -> list[str]:
         names = [v.strip() for v in value.split(",") if v.strip()]
@@ -285,29 +262,20 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.full_size:
         folder, title = None, "full-size CoDi (OfficialConfig.full(), built on the meta device)"
     else:
-        from codi.model_store import resolve_model
+        from codi.store.model_store import resolve_model
 
         folder = resolve_model(args.model).folder
         title = f"model: {folder}"
-    _quiet_libraries()
+    quiet_library_logs()
     plan = plan_request(inputs, outputs, args.dtype, folder)
     print(format_plan(plan, f"{title}\n{','.join(inputs)} -> {','.join(outputs)}"))
     return 0
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    _quiet_libraries()
+    quiet_library_logs()
     return run_batch_command(args)
 
-
-def _quiet_libraries() -> None:
-    """Hide the libraries' loading bars and dtype chatter; our own bar shows the progress."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
 
 
 COMMANDS = {

@@ -8,12 +8,13 @@ import pytest
 from PIL import Image
 
 from codi.errors import CoDiUserError
-from codi.model_store import resolve_model
-from codi.request import GenerationRequest, GenerationSettings
-from codi.result import GenerationResult
-from ui.examples import EXAMPLES, EXAMPLES_DIR
+from codi.pipeline.request import GenerationRequest, GenerationSettings
+from codi.pipeline.result import GenerationResult
+from codi.store.assets import EXAMPLES_DIR
+from codi.store.model_store import resolve_model
+from ui.examples import EXAMPLES
 from ui.form import FIELDS, default_form, describe_inputs, request_from_form
-from ui.history import HistoryEntry, entry_at, gallery_items, thumbnail
+from ui.history import HistoryEntry, entry_at, gallery_items
 from ui.status import model_details_markdown, status_markdown
 from ui.zerogpu import MAX_SECONDS, MIN_SECONDS, estimate_gpu_seconds, gpu_task
 
@@ -74,7 +75,7 @@ def test_status_of_embedded_model_says_how_to_get_the_full_one():
 
 
 def test_status_of_nano_says_what_it_knows_and_how_to_get_the_full_one(tmp_path):
-    from codi.model_store import ResolvedModel
+    from codi.store.model_store import ResolvedModel
 
     text = status_markdown(ResolvedModel(tmp_path, "nano", ""), "cpu", "float32")
     assert "CoDi-Nano" in text and "red circle" in text and "python -m codi download" in text
@@ -135,7 +136,7 @@ def test_history_thumbnails_for_every_output(tmp_path, kind):
         "audios": [np.sin(np.linspace(0, 100, 16000)).astype(np.float32)],
         "texts": ["a long generated sentence " * 4],
     }[kind]
-    path = thumbnail(GenerationResult(**{kind: value}), tmp_path / "t.png")
+    path = GenerationResult(**{kind: value}).save_thumbnail(tmp_path / "t.png")
     picture = np.asarray(Image.open(path))
     assert picture.shape == (256, 256, 3)
     if kind == "images":

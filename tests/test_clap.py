@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codi.audio_features import MAX_SAMPLES, clap_log_mel, crop_offset, fit_length, resample
 from codi.convert.maps.clap import SPECS
 from codi.convert.spec import UnknownKeyError
 from codi.models.clap import CodiClapAudioModel
-from codi.official_config import OfficialConfig
+from codi.models.clap_features import MAX_SAMPLES, clap_log_mel, crop_offset, fit_length, resample
+from codi.models.official_config import OfficialConfig
 from codi.parity.tolerances import FORWARD_ATOL
 
 SPEC = SPECS[0]

@@ -11,9 +11,9 @@ import pytest
 
 from codi import cli
 from codi.errors import CoDiUserError
-from codi.model_store import resolve_model
-from codi.request import TextDecoding
-from codi.result import GenerationResult
+from codi.pipeline.request import TextDecoding
+from codi.pipeline.result import GenerationResult
+from codi.store.model_store import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,14 +99,18 @@ def test_bad_request_is_one_error_line_and_status_2(capsys):
 
 def test_unavailable_cuda_is_a_user_error(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert cli.pick_device("auto") == "cpu"
-    with pytest.raises(CoDiUserError, match="no CUDA GPU"):
-        cli.pick_device("cuda")
     import torch
 
-    assert cli.pick_dtype("auto", "cpu") is torch.float32
-    assert cli.pick_dtype("auto", "cuda") is torch.float16
-    assert cli.pick_dtype("bf16", "cpu") is torch.bfloat16
+    from codi.engine.runtime import RuntimeOptions
+
+    assert RuntimeOptions(device="auto").torch_device() == torch.device("cpu")
+    with pytest.raises(CoDiUserError, match="no CUDA GPU"):
+        RuntimeOptions(device="cuda").torch_device()
+    with pytest.raises(CoDiUserError, match="cuda:N"):
+        RuntimeOptions(device="cuda:x")
+    assert RuntimeOptions().torch_dtype(torch.device("cpu")) is torch.float32
+    assert RuntimeOptions().torch_dtype(torch.device("cuda")) is torch.float16
+    assert RuntimeOptions(dtype="bf16").torch_dtype(torch.device("cpu")) is torch.bfloat16
 
 
 class StubPipeline:
@@ -135,7 +139,7 @@ class StubResult(GenerationResult):
 
 
 def test_generate_prints_paths_and_the_model_note(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr("codi.pipeline.CoDiPipeline", StubPipeline)
+    monkeypatch.setattr("codi.pipeline.factory.CoDiPipeline", StubPipeline)
     monkeypatch.setenv("CODI_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CODI_MODEL_DIR", raising=False)
     StubPipeline.calls.clear()

@@ -10,11 +10,12 @@ import torch
 
 from codi.convert.maps.clip import SPECS
 from codi.convert.registry import owner_of
-from codi.models.clip import CoDiCLIPVisionModel, load_clip_tokenizer, tokenize
-from codi.official_config import OfficialConfig
+from codi.models.clip import CoDiCLIPVisionModel, tokenize
+from codi.models.official_config import OfficialConfig
 from codi.parity.checks.clip import check_clip
 from codi.parity.fixtures import FixtureContext, load_fixture_tensors, read_index
-from codi.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
+from codi.pipeline.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
+from codi.store.tokenizers import load_clip_tokenizer
 
 SPEC = {spec.name: spec for spec in SPECS}
 FULL_TEMPORAL_PARAMS = 310_030_704  # reference §1.8, incl. the unused pos/framerate embeddings

@@ -16,7 +16,7 @@ from codi.convert.core import convert
 from codi.convert.manifest import manifest_sources
 from codi.convert.sources import CheckpointError, iter_sources, open_state_dict, resolve_sources
 from codi.convert.spec import ComponentSpec, rename_map
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 
 class ToyNet(ModelMixin, ConfigMixin):
@@ -230,7 +230,7 @@ def test_official_layout_files_convert_end_to_end(tiny_weights, fixture_dir, tmp
     index = json.loads((dst / "model_index.json").read_text())
     assert set(index["weights_sha256"]) >= {"unet_image", "unet_text", "clip_vision", "clap"}
 
-    from codi.weights import load_component
+    from codi.store.weights import load_component
 
     unet = load_component(dst, "unet_audio")
     official = tiny_weights["model.diffusion_model.unet_audio.out.2.weight"]

@@ -21,13 +21,14 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from huggingface_hub.errors import OfflineModeIsEnabled
 
-from codi import cli, download
+from codi import cli
 from codi.convert.sources import OFFICIAL_FILES, OFFICIAL_REPO
 from codi.convert.spec import ComponentSpec, rename_map
-from codi.convert.tokenizers import load_tokenizers
-from codi.embedded import VOCAB_DIR
 from codi.errors import CoDiUserError
-from codi.model_store import resolve_model
+from codi.store import download
+from codi.store.assets import VOCAB_DIR
+from codi.store.model_store import resolve_model
+from codi.store.tokenizers import load_tokenizers
 
 #: Hub tokenizer files → the gzip'd copies shipped in assets/vocab.
 HUB_VOCAB = {

@@ -107,7 +107,7 @@ def test_converter_unmaps_each_file_once_fed(tmp_path, dropped):
     """A component left incomplete by one file must not keep that whole file memory-mapped."""
     from codi.convert.core import Converter
     from codi.convert.sources import open_state_dict
-    from codi.official_config import OfficialConfig
+    from codi.models.official_config import OfficialConfig
     from tests.test_convert import SPECS, ToyNet, official_toy_state
 
     state = official_toy_state()

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from codi.convert.registry import all_specs
-from codi.convert.tokenizers import TOKENIZER_FILES, load_tokenizers, save_tokenizers
 from codi.convert.writer import file_sha256
-from codi.embedded import ASSETS_DIR, EMBEDDED_DIR, VOCAB_DIR, build
 from codi.errors import CoDiUserError
-from codi.nano.export import NANO_DIR
-from codi.weights import available_components, load_component
+from codi.store.assets import ASSETS_DIR, NANO_DIR, TINY_RANDOM_DIR, VOCAB_DIR
+from codi.store.tiny_random import build
+from codi.store.tokenizers import TOKENIZER_FILES, load_tokenizers, save_tokenizers
+from codi.store.weights import available_components, load_component
 
 #: Everything in assets/ but CoDi-Nano (the tiny random model, its vocab, the studio examples)
 #: stays small enough for a git checkout and a Space; CoDi-Nano has its own budget (issue: 50 MB).
@@ -25,19 +25,19 @@ SENTENCES = ["A dog runs on the beach.", "Über-café naïve résumé 123!", "x"
 
 
 def index() -> dict:
-    return json.loads((EMBEDDED_DIR / "model_index.json").read_text())
+    return json.loads((TINY_RANDOM_DIR / "model_index.json").read_text())
 
 
 def test_shipped_folder_is_complete_small_and_hashed():
     info = index()
     assert info["kind"] == "embedded-random" and "random-weight" in info["note"]
     names = [spec.name for spec in all_specs()]
-    assert available_components(EMBEDDED_DIR) == sorted(names)
+    assert available_components(TINY_RANDOM_DIR) == sorted(names)
     for name in names:
-        (weights,) = (EMBEDDED_DIR / name).glob("*.safetensors")
+        (weights,) = (TINY_RANDOM_DIR / name).glob("*.safetensors")
         assert info["weights_sha256"][name] == file_sha256(weights)
     for folder in TOKENIZER_FILES:
-        assert (EMBEDDED_DIR / folder).is_dir()
+        assert (TINY_RANDOM_DIR / folder).is_dir()
     files = [p for p in ASSETS_DIR.rglob("*") if p.is_file()]
     nano = [p for p in files if NANO_DIR in p.parents]
     total = sum(p.stat().st_size for p in files if p not in nano)
@@ -48,7 +48,7 @@ def test_shipped_folder_is_complete_small_and_hashed():
 
 def test_every_component_loads_and_no_layer_is_left_constant():
     for spec in all_specs():
-        module = load_component(EMBEDDED_DIR, spec.name, dtype=torch.float32)
+        module = load_component(TINY_RANDOM_DIR, spec.name, dtype=torch.float32)
         assert isinstance(module, spec.model_class)
         for key, param in module.named_parameters():
             assert param.dtype == torch.float32
@@ -60,19 +60,20 @@ def test_build_is_deterministic_and_matches_the_shipped_assets(tmp_path):
     folder = build(tmp_path / "tiny")
     rebuilt = json.loads((folder / "model_index.json").read_text())
     assert rebuilt == index()
-    for path in (EMBEDDED_DIR / "tokenizer_clip").iterdir():
+    for path in (TINY_RANDOM_DIR / "tokenizer_clip").iterdir():
         assert (folder / "tokenizer_clip" / path.name).read_bytes() == path.read_bytes()
 
 
 def test_saved_tokenizers_match_the_builders(vocab_dir):
-    from codi.models.clip import load_clip_tokenizer, tokenize
-    from codi.tokenizers import (
+    from codi.models.clip import tokenize
+    from codi.store.tokenizers import (
+        load_clip_tokenizer,
         optimus_bert_token_ids,
         optimus_bert_tokenizer,
         optimus_gpt2_tokenizer,
     )
 
-    saved = load_tokenizers(EMBEDDED_DIR)
+    saved = load_tokenizers(TINY_RANDOM_DIR)
     clip = tokenize(load_clip_tokenizer(vocab_dir), SENTENCES)
     assert torch.equal(tokenize(saved["clip"], SENTENCES), clip)
     assert torch.equal(
@@ -106,7 +107,7 @@ def test_tokenizers_from_plain_hub_named_files(tmp_path):
 def test_tokenizer_errors_say_what_to_do(tmp_path):
     with pytest.raises(CoDiUserError, match="has no vocab.json"):
         save_tokenizers(tmp_path / "model", tmp_path)
-    with pytest.raises(CoDiUserError, match="python -m codi.convert.tokenizers"):
+    with pytest.raises(CoDiUserError, match="python -m codi.store.tokenizers"):
         load_tokenizers(tmp_path)
 
 
@@ -120,10 +121,10 @@ def test_offline_hub_tokenizers_explain_the_way_out(tmp_path, monkeypatch):
 
 
 def test_joint_generation_runs_through_the_pipeline_with_connectors():
-    from codi.pipeline import CoDiPipeline
-    from codi.request import ConditionInput, GenerationRequest, GenerationSettings
+    from codi.pipeline.codi_pipeline import CoDiPipeline
+    from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
 
-    pipeline = CoDiPipeline.from_pretrained(EMBEDDED_DIR)
+    pipeline = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR)
     assert pipeline.model_info["kind"] == "embedded-random"
     outputs = ["image", "audio", "text", "video"]
     connectors = pipeline.connectors(outputs)

@@ -17,7 +17,7 @@ from codi.evaluation import open_store
 from codi.evaluation.batch import parse_shard
 from codi.evaluation.grid import generate_session, shard_cells
 from codi.evaluation.spec import InputSpec, PromptItem, SessionSpec, SystemSpec
-from codi.result import GenerationResult
+from codi.pipeline.result import GenerationResult
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from codi import model_store
-from codi.embedded import EMBEDDED_DIR
 from codi.errors import CoDiUserError
-from codi.model_store import default_model_dir, resolve_model
+from codi.store import model_store
+from codi.store.model_store import default_model_dir, resolve_model
+from codi.store.tiny_random import TINY_RANDOM_DIR
 
 
 def make_model(folder, **index):
@@ -33,7 +33,7 @@ def no_nano(tmp_path, monkeypatch):
 def test_auto_falls_back_to_the_embedded_model_with_a_plain_note():
     for spec in (None, "auto", "embedded", "tiny"):
         resolved = resolve_model(spec)
-        assert resolved.folder == EMBEDDED_DIR.resolve()
+        assert resolved.folder == TINY_RANDOM_DIR.resolve()
         assert resolved.kind == "embedded-random"
         assert "random-weight" in resolved.note and "`python -m codi download`" in resolved.note
 
@@ -77,8 +77,8 @@ def test_explicit_path_must_exist_and_be_a_model(tmp_path):
 
 
 def test_missing_embedded_model_says_how_to_rebuild(tmp_path, monkeypatch):
-    monkeypatch.setattr(model_store, "EMBEDDED_DIR", tmp_path / "gone")
-    with pytest.raises(CoDiUserError, match="python -m codi.embedded build"):
+    monkeypatch.setattr(model_store, "TINY_RANDOM_DIR", tmp_path / "gone")
+    with pytest.raises(CoDiUserError, match="python -m codi.store.tiny_random build"):
         resolve_model("auto")
 
 

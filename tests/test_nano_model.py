@@ -8,12 +8,12 @@ import pytest
 
 from codi.convert.registry import all_specs
 from codi.convert.writer import file_sha256
-from codi.model_store import resolve_model
 from codi.nano import world
 from codi.nano.evaluate import PipelineGenerator, prompt_scenes
-from codi.nano.export import NANO_DIR
 from codi.nano.probes import probe_image
-from codi.weights import available_components
+from codi.store.assets import NANO_DIR
+from codi.store.model_store import resolve_model
+from codi.store.weights import available_components
 
 pytestmark = pytest.mark.skipif(
     not (NANO_DIR / "model_index.json").is_file(),
@@ -42,7 +42,7 @@ def test_it_is_the_default_model(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def generator():
-    from codi.pipeline import CoDiPipeline
+    from codi.pipeline.codi_pipeline import CoDiPipeline
 
     return PipelineGenerator(CoDiPipeline.from_pretrained(NANO_DIR))
 

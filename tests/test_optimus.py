@@ -7,8 +7,8 @@ import torch
 
 from codi.convert.maps.optimus import SPECS, map_decoder, map_encoder
 from codi.convert.spec import UnknownKeyError
-from codi.official_config import OfficialConfig
-from codi.text_decoding import (
+from codi.models.official_config import OfficialConfig
+from codi.models.optimus_decoding import (
     detokenize,
     filter_logits,
     generate_tokens,
@@ -54,7 +54,7 @@ def converted(tmp_path_factory, tiny_official, tiny_weights):
     """Our components written by the converter from the tiny official weights (lm_head dropped
     from the input, to show wte alone fills it), then opened with from_pretrained."""
     from codi.convert.core import Converter
-    from codi.weights import load_component
+    from codi.store.weights import load_component
 
     folder = tmp_path_factory.mktemp("optimus")
     converter = Converter(tiny_official, folder, specs=SPECS)
@@ -130,7 +130,7 @@ def test_top_p_one_drops_only_the_float_rounding_tail():
 
 
 def test_tokenizers_and_detokenize(vocab_dir):
-    from codi.tokenizers import (
+    from codi.store.tokenizers import (
         optimus_bert_token_ids,
         optimus_bert_tokenizer,
         optimus_gpt2_tokenizer,

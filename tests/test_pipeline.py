@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from codi.embedded import EMBEDDED_DIR
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.media.writers import read_png_metadata
-from codi.pipeline import CoDiPipeline
-from codi.request import ConditionInput, GenerationRequest, GenerationSettings
+from codi.pipeline.codi_pipeline import CoDiPipeline
+from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
+from codi.store.tiny_random import TINY_RANDOM_DIR
 
 
 @pytest.fixture(scope="module")
 def pipe() -> CoDiPipeline:
-    return CoDiPipeline.from_pretrained(EMBEDDED_DIR)
+    return CoDiPipeline.from_pretrained(TINY_RANDOM_DIR)
 
 
 def fast(**overrides) -> GenerationSettings:
@@ -95,7 +95,7 @@ def test_missing_seed_is_drawn_and_recorded(pipe):
 
 
 def conditioning_of(pipe, inputs, **settings):
-    from codi.inputs import decode_inputs
+    from codi.pipeline.inputs import decode_inputs
 
     settings = fast(**settings)
     rng = pipe.random_sources(settings.seed, official=False)
@@ -198,7 +198,7 @@ def test_joint_text_output_without_guidance_and_one_sample(pipe):
 
 
 def test_joint_generation_tells_the_connectors_each_outputs_seconds(pipe, monkeypatch):
-    import codi.pipeline as pipeline_module
+    import codi.pipeline.codi_pipeline as pipeline_module
 
     seen, original = [], pipeline_module.joint_forward
 

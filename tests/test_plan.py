@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from codi import cli
-from codi.memory_plan import plan_request
-from codi.residency import IMAGE_ONLY
+from codi.engine.memory_plan import plan_request
+from codi.engine.residency import IMAGE_ONLY
 
 
 @pytest.fixture(scope="module")

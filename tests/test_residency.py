@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codi.embedded import EMBEDDED_DIR
+from codi.engine.residency import IMAGE_ONLY
+from codi.engine.runtime import RuntimeOptions
 from codi.errors import CoDiUserError
-from codi.pipeline import CoDiPipeline
-from codi.request import ConditionInput, GenerationRequest, GenerationSettings
-from codi.residency import IMAGE_ONLY
-from codi.runtime import RuntimeOptions
+from codi.pipeline.codi_pipeline import CoDiPipeline
+from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
+from codi.store.tiny_random import TINY_RANDOM_DIR
 
 SETTINGS = GenerationSettings(steps=1, image_size=64, num_frames=2, seed=5)
 
@@ -21,7 +21,7 @@ def request(outputs: list[str], text: str = "a lighthouse") -> GenerationRequest
 
 def fresh(**options) -> CoDiPipeline:
     runtime = RuntimeOptions(device="cpu", **options) if options else None
-    return CoDiPipeline.from_pretrained(EMBEDDED_DIR, runtime=runtime)
+    return CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=runtime)
 
 
 def test_text_to_image_opens_exactly_its_components():

@@ -16,14 +16,14 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-from codi.embedded import EMBEDDED_DIR
+from codi.engine.quantization import is_quantized, quantize_linears
+from codi.engine.runtime import RuntimeOptions
 from codi.errors import CoDiUserError
 from codi.models.attention import resolve_attention_backend, set_attention_backend
-from codi.pipeline import CoDiPipeline
-from codi.quantization import is_quantized, quantize_linears
-from codi.request import ConditionInput, GenerationSettings
-from codi.runtime import RuntimeOptions
-from codi.weights import load_component
+from codi.pipeline.codi_pipeline import CoDiPipeline
+from codi.pipeline.request import ConditionInput, GenerationSettings
+from codi.store.tiny_random import TINY_RANDOM_DIR
+from codi.store.weights import load_component
 
 SETTINGS = GenerationSettings(steps=2, image_size=64, seed=3)
 
@@ -50,7 +50,7 @@ def test_bad_options_are_user_errors(bad):
 
 
 def test_xformers_falls_back_to_sdpa_without_cuda():
-    unet = load_component(EMBEDDED_DIR, "unet_image")
+    unet = load_component(TINY_RANDOM_DIR, "unet_image")
     assert resolve_attention_backend("xformers", "cpu") == "sdpa"
     assert set_attention_backend(unet, "classic") > 0
     assert set_attention_backend(unet, "xformers", "cpu") > 0
@@ -85,7 +85,7 @@ def final_latents(pipe: CoDiPipeline, output: str) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, torch.Tensor]:
-    pipe = CoDiPipeline.from_pretrained(EMBEDDED_DIR)
+    pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR)
     return {o: final_latents(pipe, o) for o in ("image", "text")}
 
 
@@ -97,7 +97,7 @@ def reference() -> dict[str, torch.Tensor]:
     (RuntimeOptions(quantize="int8"), 0.25, ("image",)),
 ], ids=["offload-model", "offload-sequential", "tiny-budget", "bf16", "int8"])
 def test_runtime_outputs_match_fp32(reference, options, atol, outputs):
-    pipe = CoDiPipeline.from_pretrained(EMBEDDED_DIR, runtime=options.replace(device="cpu"))
+    pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=options.replace(device="cpu"))
     for output in outputs:
         expected = reference[output]
         got = final_latents(pipe, output)
@@ -109,9 +109,9 @@ def test_runtime_outputs_match_fp32(reference, options, atol, outputs):
 
 
 def test_runtime_is_recorded_in_metadata():
-    from codi.request import GenerationRequest
+    from codi.pipeline.request import GenerationRequest
 
-    pipe = CoDiPipeline.from_pretrained(EMBEDDED_DIR, runtime=RuntimeOptions(device="cpu",
+    pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=RuntimeOptions(device="cpu",
                                                                              attention="xformers"))
     result = pipe(GenerationRequest([ConditionInput("text", "x")], ["image"], SETTINGS))
     runtime = result.metadata["runtime"]
@@ -121,7 +121,7 @@ def test_runtime_is_recorded_in_metadata():
 
 def test_quantized_text_unet_runs_with_every_linear_quantized():
     """Its time embedding stays in full precision (the UNet reads that layer's dtype)."""
-    unet = load_component(EMBEDDED_DIR, "unet_text")
+    unet = load_component(TINY_RANDOM_DIR, "unet_text")
     assert quantize_linears(unet, "int8", min_features=1) > 0
     assert type(unet.time_embed.linear_1) is torch.nn.Linear
     out = unet(torch.randn(2, 768), torch.tensor([10, 10]), torch.randn(2, 1, 32))

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from codi.convert.registry import spec_by_name
 from codi.nano import world
 from codi.nano.config import CONTEXT_DIM, nano_official
-from codi.preprocess import clip_pixels
+from codi.pipeline.preprocess import clip_pixels
 from codi.train import align
 from codi.train.attributes import (
     ATTRIBUTE_VALUES,

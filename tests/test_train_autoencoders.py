@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from codi.convert.registry import spec_by_name
+from codi.models.optimus_decoding import detokenize, strip_special_words
 from codi.models.vocoder import mel_to_waveform
 from codi.nano.config import MEL_FRAMES, TEXT_LATENT, nano_official
-from codi.text_decoding import detokenize, strip_special_words
 from codi.train import optimus, vae, vocoder
 from codi.train.autoencoders import latent_scale_factors
 from codi.train.loop import TrainSpec, run_stage

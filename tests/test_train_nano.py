@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from codi.nano.config import AUDIO_SAMPLES, IMAGE_SIZE, NUM_FRAMES
-from codi.pipeline import CoDiPipeline
-from codi.request import ConditionInput, GenerationRequest
+from codi.pipeline.codi_pipeline import CoDiPipeline
+from codi.pipeline.request import ConditionInput, GenerationRequest
 from codi.train.loop import is_done
 from codi.train.nano import train_nano
 

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 from eval_client import wait_for_generation
 
-from ui.examples import EXAMPLES_DIR
+from codi.store.assets import EXAMPLES_DIR
 
 FAST = {"steps": 2, "image_size": 64}
 SYSTEMS = [{"name": "two steps", "model": "tiny", "settings": FAST},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.examples import EXAMPLES_DIR
+from codi.store.assets import EXAMPLES_DIR
 from ui.form import FIELDS
 
 FAST = {"steps": 2, "image_size": 64, "num_frames": 3, "randomize_seed": False, "seed": 5}

@@ -7,13 +7,13 @@ import torch
 
 from codi.convert.maps.unet import SPECS
 from codi.convert.registry import owner_of
+from codi.models.official_config import OfficialConfig
 from codi.models.temporal import (
     ChanLayerNorm,
     FrameAxisLayerNorm,
     FrameShift,
     SpatioTemporalAttention,
 )
-from codi.official_config import OfficialConfig
 from codi.parity.checks.unet import CHECKS
 from codi.parity.fixtures import FixtureContext, load_fixture_tensors, read_index
 

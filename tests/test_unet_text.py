@@ -7,8 +7,8 @@ import torch
 
 from codi.convert.maps.unet_text import SPECS, build_connectors, build_unet_text
 from codi.convert.registry import owner_of
+from codi.models.official_config import OfficialConfig
 from codi.models.unet_text import CoDiTextConnectors, CoDiTextUNetModel
-from codi.official_config import OfficialConfig
 from codi.parity.fixtures import load_fixture_tensors, read_index
 from codi.parity.tolerances import FORWARD_ATOL
 

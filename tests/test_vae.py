@@ -13,11 +13,11 @@ from codi.convert.core import Converter
 from codi.convert.maps import audio, vae_image
 from codi.convert.spec import ComponentSpec, UnknownKeyError
 from codi.models import mel
+from codi.models.official_config import OfficialConfig
 from codi.models.vae import decode_audio_latents, decode_latents
-from codi.official_config import OfficialConfig
 from codi.parity.checks import CHECKS
 from codi.parity.fixtures import FixtureContext, load_fixture_tensors, read_index
-from codi.weights import load_component
+from codi.store.weights import load_component
 
 SPECS = {spec.name: spec for spec in vae_image.SPECS + audio.SPECS}
 

@@ -11,11 +11,11 @@ import torch
 from codi.convert.core import Converter
 from codi.convert.maps.audio import SPECS
 from codi.convert.spec import UnknownKeyError
+from codi.models.official_config import OfficialConfig
 from codi.models.vocoder import build_vocoder, mel_to_waveform, vocode
-from codi.official_config import OfficialConfig
 from codi.parity.checks import CHECKS
 from codi.parity.fixtures import FixtureContext, load_fixture_tensors, read_index
-from codi.weights import load_component
+from codi.store.weights import load_component
 
 SPEC = next(spec for spec in SPECS if spec.name == "vocoder")
 

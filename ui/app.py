@@ -18,9 +18,10 @@ from typing import Any
 import gradio as gr
 
 from codi.errors import CoDiUserError, GenerationCancelled
-from codi.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES
+from codi.pipeline.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES
+from codi.store.assets import EXAMPLES_DIR
 from ui.evaluation import Evaluator, build_evaluation_tab, resolve_data_dir
-from ui.examples import EXAMPLES_DIR, examples_for
+from ui.examples import examples_for
 from ui.form import SLOTS, default_form, describe_inputs, request_from_form, slot_modality
 from ui.hints import SETTING_HINTS, input_hints
 from ui.history import HistoryEntry, entry_at, gallery_items

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codi.store.assets import EXAMPLES_DIR
 from ui.form import SLOTS, complete_form, slot_modality
-
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
 @dataclass(frozen=True)

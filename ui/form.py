@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codi.errors import CoDiUserError
-from codi.request import (
+from codi.pipeline.request import (
     MODALITIES,
     ConditionInput,
     GenerationRequest,

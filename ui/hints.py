@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from codi.media.limits import MediaLimits
-from codi.request import MAX_FRAMES, MAX_IMAGE_SIZE, MAX_SAMPLES
+from codi.pipeline.request import MAX_FRAMES, MAX_IMAGE_SIZE, MAX_SAMPLES
 
 
 def _size(limits: MediaLimits) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from codi.media.writers import save_mp4, save_wav
-from ui.examples import EXAMPLES_DIR
+from codi.store.assets import EXAMPLES_DIR
 
 SIDE = 256
 RATE = 16000

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from codi.model_store import ResolvedModel
-from codi.weights import available_components
+from codi.store.model_store import ResolvedModel
+from codi.store.weights import available_components
 
 HOW_TO_GET_CODI = (
     "For real results download the full CoDi once (≈10 GB, converted on the fly): "

@@ -15,29 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codi.cli import pick_device, pick_dtype
+from codi.engine.runtime import RuntimeOptions
 from codi.media.limits import MediaLimits
-from codi.model_store import resolve_model
-from codi.pipeline import CoDiPipeline
-from codi.request import GenerationRequest
-from codi.result import GenerationResult
-from codi.runtime import RuntimeOptions
+from codi.pipeline.codi_pipeline import CoDiPipeline
+from codi.pipeline.factory import open_pipeline
+from codi.pipeline.request import GenerationRequest
+from codi.pipeline.result import GenerationResult
+from codi.store.model_store import resolve_model
 from ui.form import apply_model_defaults
-from ui.history import thumbnail
 from ui.status import status_markdown
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
 
 ProgressFn = Callable[..., Any]
-
-
-def _quiet_libraries() -> None:
-    """No weight-loading bars in the server log: the page shows the progress."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
 
 
 @gpu_task(duration=lambda pipeline, request, on_step, cancel: estimate_gpu_seconds(request))
@@ -104,17 +93,11 @@ class Studio:
         output_dir: Path | None = None,
         limits: MediaLimits | None = None,
     ) -> None:
-        _quiet_libraries()
         self.model = resolve_model(model)
-        options = runtime or RuntimeOptions.from_env()
-        self.device = pick_device(options.device)
-        torch_dtype = pick_dtype(options.dtype, self.device)
-        self.dtype = str(torch_dtype).removeprefix("torch.")
-        engine = {} if options.engine_is_default() else {"runtime": options}
-        self.pipeline = CoDiPipeline.from_pretrained(
-            self.model.folder, device=self.device, dtype=torch_dtype, **engine
-        )
-        self.runtime = self.pipeline.runtime.summary(self.pipeline.device, torch_dtype)
+        self.pipeline = open_pipeline(self.model.folder, runtime or RuntimeOptions.from_env())
+        self.device = str(self.pipeline.device)
+        self.dtype = str(self.pipeline.dtype).removeprefix("torch.")
+        self.runtime = self.pipeline.runtime.summary(self.pipeline.device, self.pipeline.dtype)
         self.limits = limits or MediaLimits()
         self.pipeline.limits = self.limits
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="codi-studio-"))
@@ -189,6 +172,6 @@ class Studio:
             files=paths,
             metadata=result.metadata,
             notices=notices,
-            thumbnail=str(thumbnail(result, folder / "thumbnail.png")),
+            thumbnail=str(result.save_thumbnail(folder / "thumbnail.png")),
             seconds=seconds,
         )

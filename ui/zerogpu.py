@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from codi.request import GenerationRequest
+from codi.pipeline.request import GenerationRequest
 
 try:
     import spaces

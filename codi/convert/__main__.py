@@ -11,7 +11,7 @@ from pathlib import Path
 from codi.convert.core import DTYPES, ConversionReport, convert
 from codi.convert.manifest import compare_param_counts, is_param_count_manifest, manifest_sources
 from codi.convert.sources import OFFICIAL_REPO, CheckpointError, iter_sources, resolve_sources
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _save_tokenizers(dst: Path, vocab: Path | None) -> int:
     """Add the tokenizers. A bad --vocab is an error; an unreachable Hub only a warning."""
-    from codi.convert.tokenizers import save_tokenizers
     from codi.errors import CoDiUserError
+    from codi.store.tokenizers import save_tokenizers
 
     try:
         save_tokenizers(dst, vocab)
@@ -130,7 +130,7 @@ def _save_tokenizers(dst: Path, vocab: Path | None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(f"warning: tokenizers not saved: {error} Add them later with "
-              f"`python -m codi.convert.tokenizers {dst} [--vocab DIR]`.", file=sys.stderr)
+              f"`python -m codi.store.tokenizers {dst} [--vocab DIR]`.", file=sys.stderr)
     return 0
 
 

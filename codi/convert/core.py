@@ -21,7 +21,7 @@ import torch
 from codi.convert.registry import SCHEDULE_BUFFERS, all_specs, owner_of
 from codi.convert.spec import ComponentSpec, UnknownKeyError
 from codi.convert.writer import expected_tensors, write_component, write_model_index
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

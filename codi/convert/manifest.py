@@ -13,7 +13,7 @@ import torch
 
 from codi.convert.registry import all_specs, owner_of
 from codi.convert.writer import build_on_meta
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 
 def read_manifest(path: Path) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 #: Maps one official tensor (key without the component prefix) to zero or more tensors of ours.
 TensorMap = Callable[[str, torch.Tensor], list[tuple[str, torch.Tensor]]]

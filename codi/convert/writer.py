@@ -13,7 +13,7 @@ import torch
 
 from codi import __version__
 from codi.convert.spec import ComponentSpec
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 TRANSFORMERS_WEIGHTS = "model.safetensors"

@@ -54,27 +54,22 @@ def shard_cells(cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
 
 
 def default_pipeline_for(device: str | None = None) -> PipelineFactory:
-    """A factory that opens each distinct (model, runtime) once, as the CLI would (`device`
+    """A factory that opens each distinct (model, runtime) once, with the one pipeline factory (`device`
     replaces an "auto" device, e.g. the GPU accelerate gives this process)."""
     cache: dict[str, Any] = {}
 
     def pipeline_for(system: SystemSpec) -> Any:
         import json
 
-        from codi.cli import pick_device, pick_dtype
-        from codi.model_store import resolve_model
-        from codi.pipeline import CoDiPipeline
+        from codi.pipeline.factory import open_pipeline
+        from codi.store.model_store import resolve_model
 
         key = json.dumps([system.model, system.runtime], sort_keys=True)
         if key not in cache:
             options = system.runtime_options()
             if device is not None and options.device == "auto":
                 options = options.replace(device=device)
-            folder = resolve_model(system.model).folder
-            chosen = pick_device(options.device)
-            engine = {} if options.engine_is_default() else {"runtime": options}
-            cache[key] = CoDiPipeline.from_pretrained(
-                folder, device=chosen, dtype=pick_dtype(options.dtype, chosen), **engine)
+            cache[key] = open_pipeline(resolve_model(system.model).folder, options)
         return cache[key]
 
     return pipeline_for
@@ -82,7 +77,7 @@ def default_pipeline_for(device: str | None = None) -> PipelineFactory:
 
 def cell_request(spec: SessionSpec, cell: Cell, data_dir: Path):
     """The `GenerationRequest` of one cell (stored input paths are relative to `data_dir`)."""
-    from codi.request import ConditionInput, GenerationRequest
+    from codi.pipeline.request import ConditionInput, GenerationRequest
 
     prompt = spec.prompt(cell.prompt_id)
     inputs = [ConditionInput(item.modality,

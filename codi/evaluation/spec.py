@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from codi.errors import CoDiUserError
-from codi.request import MODALITIES
+from codi.pipeline.request import MODALITIES
 
 DEFAULT_CRITERIA = ("quality", "faithfulness", "cross-modal consistency")
 #: Prompt ids name media folders and appear in exports: short, file-name safe.
@@ -63,7 +63,7 @@ class SystemSpec:
 
     def generation_settings(self, seed: int):
         """The `GenerationSettings` of this system for one seed."""
-        from codi.request import GenerationSettings, TextDecoding
+        from codi.pipeline.request import GenerationSettings, TextDecoding
 
         values = dict(self.settings)
         if isinstance(values.get("text_decoding"), dict):
@@ -72,14 +72,14 @@ class SystemSpec:
 
     def runtime_options(self):
         """The `RuntimeOptions` of this system (CODI_* environment, then the overrides)."""
-        from codi.runtime import RuntimeOptions
+        from codi.engine.runtime import RuntimeOptions
 
         return RuntimeOptions.from_env(**self.runtime)
 
     def validate(self) -> None:
         """Raise CoDiUserError naming this system and the bad value."""
-        from codi.request import ConditionInput, GenerationRequest, GenerationSettings
-        from codi.runtime import RuntimeOptions
+        from codi.engine.runtime import RuntimeOptions
+        from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
 
         _check(isinstance(self.name, str) and 0 < len(self.name.strip()) <= MAX_NAME,
                f"Each system needs a name of 1 to {MAX_NAME} characters.")

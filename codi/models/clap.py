@@ -3,7 +3,7 @@
 transformers' `ClapAudioModelWithProjection` is a port of LAION-CLAP's HTSAT (bn0 over mel bins,
 bicubic stretch and fold to a 256×256 image, Swin stages, mean of the final tokens, Linear-ReLU-
 Linear projection) and computes what CoDi's `clap.model` computes, so it is reused as is. CoDi adds
-the waveform front end (`codi.audio_features`) and the L2 normalisation to a `[B,1,D]` token.
+the waveform front end (`codi.models.clap_features`) and the L2 normalisation to a `[B,1,D]` token.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from transformers import ClapAudioConfig, ClapAudioModelWithProjection
 
-from codi.audio_features import Crop, clap_log_mel
-from codi.official_config import OfficialConfig
+from codi.models.clap_features import Crop, clap_log_mel
+from codi.models.official_config import OfficialConfig
 
 
 def clap_audio_config(official: OfficialConfig) -> ClapAudioConfig:

@@ -8,9 +8,6 @@ MLP), active only for video `[B, F, 3, H, W]`; the video path averages frames af
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -117,30 +114,6 @@ def text_config_of(clip_config: dict[str, Any]) -> CLIPTextConfig:
 def vision_config_of(clip_config: dict[str, Any]) -> CLIPVisionConfig:
     """The vision tower config from a Hugging Face CLIP `config.json` dict."""
     return CLIPVisionConfig(**clip_config["vision_config"])
-
-
-def _read_vocab_file(vocab_dir: Path, name: str) -> str:
-    """A tokenizer file by its Hub name (`vocab.json`), or as the parity data's `clip_<name>.gz`."""
-    for candidate in (name, f"clip_{name}.gz"):
-        path = Path(vocab_dir) / candidate
-        if path.exists():
-            raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-            return raw.decode("utf-8")
-    raise FileNotFoundError(f"{name} (or clip_{name}.gz) not found in {vocab_dir}")
-
-
-def load_clip_tokenizer(vocab_dir: Path) -> CLIPTokenizer:
-    """CLIP's BPE tokenizer from local `vocab.json` + `merges.txt` (plain or `clip_*.gz`).
-
-    Pad with `tokenize()`: CoDi pads with the end token to 77 and truncates.
-    """
-    vocab = json.loads(_read_vocab_file(vocab_dir, "vocab.json"))
-    merges = [
-        tuple(line.split())
-        for line in _read_vocab_file(vocab_dir, "merges.txt").splitlines()
-        if line and not line.startswith("#version")
-    ]
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CLIP_MAX_LENGTH)
 
 
 def tokenize(tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:

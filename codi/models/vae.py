@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from codi.models.mel import fbank_frames, wav_to_fbank
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 #: Official `audioldm_decode`: when max|z| exceeds this, z is first clipped to ±AUDIO_LATENT_CLIP.
 AUDIO_LATENT_GUARD = 100.0

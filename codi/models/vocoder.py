@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 #: AudioLDM's hard-coded `HIFIGAN_16K_64` sizes (the width is in the runtime overrides).
 HIFIGAN_16K_64: dict[str, Any] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from codi.official_config import FULL_CODI_CONFIG, OfficialConfig
+from codi.models.official_config import FULL_CODI_CONFIG, OfficialConfig
 
 IMAGE_SIZE = 64
 NUM_FRAMES = 8

@@ -90,7 +90,7 @@ class PipelineGenerator:
     def generate(
         self, scene: Scene, source: str, outputs: Sequence[str], seed: int, connectors: bool = True
     ) -> dict[str, Any]:
-        from codi.request import ConditionInput, GenerationRequest
+        from codi.pipeline.request import ConditionInput, GenerationRequest
 
         overrides: dict[str, Any] = {"image_size": IMAGE_SIZE, "num_frames": NUM_FRAMES,
                                      "fps": FPS, "seed": seed, "connectors": connectors}
@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             generator: Generator = WorldOracle()
             model = "world oracle"
         else:
-            from codi.pipeline import CoDiPipeline
+            from codi.pipeline.codi_pipeline import CoDiPipeline
 
             generator = PipelineGenerator(
                 CoDiPipeline.from_pretrained(args.model, device=args.device), args.steps)

@@ -8,11 +8,10 @@ from typing import Any
 
 from torch import nn
 
+from codi.models.official_config import OfficialConfig
 from codi.nano.config import NANO_DEFAULTS, NANO_GEOMETRY
-from codi.official_config import OfficialConfig
+from codi.store.assets import NANO_DIR
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
-NANO_DIR = ASSETS_DIR / "codi-nano"
 NANO_KIND = "nano"
 NANO_ID = "codi-nano"
 NANO_NOTE = (
@@ -35,9 +34,9 @@ def export_nano(
 ) -> Path:
     """Write every component (fp16 weights, fp32 buffers), model_index.json and the tokenizers."""
     from codi.convert.registry import spec_by_name
-    from codi.convert.tokenizers import save_tokenizers
     from codi.convert.writer import write_component, write_model_index
-    from codi.embedded import VOCAB_DIR
+    from codi.store.assets import VOCAB_DIR
+    from codi.store.tokenizers import save_tokenizers
 
     dst = Path(dst)
     partial = dst.with_name(dst.name + ".partial")

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file
 
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 
 class SkipFixture(Exception):

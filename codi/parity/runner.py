@@ -22,7 +22,7 @@ from codi.parity.fixtures import (
     official_config_of,
     read_index,
 )
-from codi.weights import load_component
+from codi.store.weights import load_component
 
 
 @dataclass

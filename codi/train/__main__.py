@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from codi.nano.export import NANO_DIR
+    from codi.store.assets import NANO_DIR
     from codi.train.nano import CACHE_SCENES, train_nano
 
     parser = argparse.ArgumentParser(

@@ -6,7 +6,7 @@ to the text tower; then the text tower is the frozen anchor: the vision tower's 
 are fine-tuned to it on captioned videos, and CLAP is aligned to it on captioned sounds.
 
 Every input goes through the exact preprocessing the pipeline uses at inference
-(`codi.conditioning`, `codi.preprocess.clip_pixels`, the CLAP front end of `codi.audio_features`).
+(`codi.pipeline.conditioning`, `codi.pipeline.preprocess.clip_pixels`, the CLAP front end of `codi.models.clap_features`).
 That preprocessing is the slow part, so each stage draws a pool of world samples once, keeps it
 preprocessed (CLIP pixels as the uint8 they are before normalising; CLAP log-mels) and trains on
 batches drawn from the pool.
@@ -37,19 +37,20 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from codi.audio_features import clap_log_mel
-from codi.conditioning import (
+from codi.convert.registry import spec_by_name
+from codi.models.clap_features import clap_log_mel
+from codi.models.clip import tokenize
+from codi.models.official_config import OfficialConfig
+from codi.nano import world
+from codi.pipeline.conditioning import (
     ConditionEncoder,
     RandomSources,
     image_to_condition_tensor,
     video_to_condition_tensor,
 )
-from codi.convert.registry import spec_by_name
-from codi.embedded import VOCAB_DIR
-from codi.models.clip import load_clip_tokenizer, tokenize
-from codi.nano import world
-from codi.official_config import OfficialConfig
-from codi.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
+from codi.pipeline.preprocess import CLIP_MEAN, CLIP_STD, clip_pixels
+from codi.store.assets import VOCAB_DIR
+from codi.store.tokenizers import load_clip_tokenizer
 from codi.train.attributes import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from torch import nn
 
+from codi.models.official_config import OfficialConfig
 from codi.nano.config import nano_official
-from codi.official_config import OfficialConfig
 from codi.train.loop import stage_dir
 from codi.train.optimus import OPTIMUS_STAGE, caption_quality, eval_captions, train_optimus
 from codi.train.vae import (

@@ -16,9 +16,9 @@ from torch import nn
 
 from codi.convert.registry import spec_by_name
 from codi.models.joint import UNET_OF_MODALITY, joint_forward
+from codi.models.official_config import OfficialConfig
 from codi.nano.world import AUDIO_SECONDS, VIDEO_SECONDS
-from codi.official_config import OfficialConfig
-from codi.sampling import make_scheduler
+from codi.pipeline.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
 from codi.train.loop import TrainSpec, default_accelerator, run_stage
 

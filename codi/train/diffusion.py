@@ -1,7 +1,7 @@
 """Stage 1 latent diffusion: each UNet learns to predict the noise on its modality's latents.
 
 Latents and conditioning tokens come from the latent cache (`codi.train.latent_cache`); the noise
-schedule is CoDi's (scaled-linear betas, 1000 steps — `codi.sampling.make_scheduler`). The image
+schedule is CoDi's (scaled-linear betas, 1000 steps — `codi.pipeline.sampling.make_scheduler`). The image
 UNet trains on images and, every other step, on 8-frame videos (its temporal layers).
 """
 
@@ -16,8 +16,8 @@ from torch import nn
 
 from codi.convert.registry import spec_by_name
 from codi.models.joint import UNET_OF_MODALITY
-from codi.official_config import OfficialConfig
-from codi.sampling import make_scheduler
+from codi.models.official_config import OfficialConfig
+from codi.pipeline.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
 from codi.train.loop import TrainSpec, run_stage
 

@@ -17,12 +17,12 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from codi.conditioning import (
+from codi.pipeline.conditioning import (
     ConditionEncoder,
     RandomSources,
     image_to_condition_tensor,
 )
-from codi.tokenizers import optimus_bert_token_ids
+from codi.store.tokenizers import optimus_bert_token_ids
 from codi.train.vae import pixels_to_tensor, world_fbank
 
 #: Latent keys and the token keys of a cache.

@@ -18,7 +18,8 @@ from torch import nn
 
 from codi.models.joint import UNET_OF_MODALITY
 from codi.nano.config import nano_official
-from codi.nano.export import NANO_DIR, export_nano, folder_megabytes
+from codi.nano.export import export_nano, folder_megabytes
+from codi.store.assets import NANO_DIR
 from codi.train.connectors import train_connectors
 from codi.train.diffusion import train_unet
 from codi.train.latent_cache import build_latent_cache
@@ -86,8 +87,8 @@ def train_nano(
     `connectors`), e.g. {"optimus": 500}.
     """
     stage_steps = dict(stage_steps or {})
-    from codi.embedded import VOCAB_DIR
-    from codi.tokenizers import tokenizers_from_vocab
+    from codi.store.assets import VOCAB_DIR
+    from codi.store.tokenizers import tokenizers_from_vocab
     from codi.train.align import train_alignment
 
     run_dir = Path(run_dir)

@@ -1,8 +1,8 @@
 """Stage 1: the Optimus text VAE (BERT encoder → latent → GPT-2 decoder) on world captions.
 
 Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids of
-`codi.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2 tokenizer
-with the added specials, so `codi.text_decoding.decode_latents` turns a latent back into the
+`codi.store.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2 tokenizer
+with the added specials, so `codi.models.optimus_decoding.decode_latents` turns a latent back into the
 caption. Loss: token cross-entropy of the decoder (summed over a caption, decoder input with word
 dropout) given the *detached* posterior mean, plus cross-entropy of a training-only linear head
 that reads each object's colour, shape, position and motion from that mean. So the encoder is
@@ -24,11 +24,15 @@ from torch import nn
 from transformers import BertTokenizer, GPT2Tokenizer
 
 from codi.convert.registry import spec_by_name
-from codi.embedded import VOCAB_DIR
+from codi.models.official_config import OfficialConfig
+from codi.models.optimus_decoding import decode_latents, postprocess_text
 from codi.nano import world
-from codi.official_config import OfficialConfig
-from codi.text_decoding import decode_latents, postprocess_text
-from codi.tokenizers import optimus_bert_token_ids, optimus_bert_tokenizer, optimus_gpt2_tokenizer
+from codi.store.assets import VOCAB_DIR
+from codi.store.tokenizers import (
+    optimus_bert_token_ids,
+    optimus_bert_tokenizer,
+    optimus_gpt2_tokenizer,
+)
 from codi.train.attributes import (  # noqa: F401  (re-exported: the stage's public names)
     ATTRIBUTE_VALUES,
     ATTRIBUTES,

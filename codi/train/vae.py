@@ -20,11 +20,11 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from codi.convert.registry import spec_by_name
-from codi.decoding import to_uint8
 from codi.models.mel import wav_to_fbank
+from codi.models.official_config import OfficialConfig
 from codi.nano import world
 from codi.nano.config import MEL_FRAMES, NUM_FRAMES
-from codi.official_config import OfficialConfig
+from codi.pipeline.decoding import to_uint8
 from codi.train.loop import TrainSpec, run_stage, stage_dir
 
 IMAGE_STAGE = "vae_image"

@@ -19,12 +19,12 @@ from transformers import SpeechT5HifiGan
 
 from codi.convert.registry import spec_by_name
 from codi.models.mel import HOP_LENGTH, log_mel, normalize_waveform
+from codi.models.official_config import OfficialConfig
 from codi.models.vocoder import mel_to_waveform
 from codi.nano import world
 from codi.nano.config import AUDIO_SAMPLES, MEL_FRAMES
 from codi.nano.probes import probe_audio
 from codi.nano.world import Scene
-from codi.official_config import OfficialConfig
 from codi.train.loop import TrainSpec, run_stage
 from codi.train.vae import world_fbank, world_sounds
 

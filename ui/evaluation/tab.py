@@ -21,7 +21,7 @@ import gradio as gr
 
 from codi.errors import CoDiUserError
 from codi.evaluation.spec import DEFAULT_CRITERIA
-from codi.request import MODALITIES
+from codi.pipeline.request import MODALITIES
 from ui.evaluation.engine import SIDES, Evaluator
 from ui.evaluation.forms import build_spec, default_systems_json
 from ui.evaluation.keys import KEYS_JS

@@ -8,9 +8,9 @@ from transformers import SpeechT5HifiGan
 
 from codi.convert.maps.vae_image import ldm_vae_map
 from codi.convert.spec import ComponentSpec, rename_map
+from codi.models.official_config import FULL_CODI_CONFIG
 from codi.models.vae import build_audio_vae
 from codi.models.vocoder import build_vocoder
-from codi.official_config import FULL_CODI_CONFIG
 
 #: AudioLDM's VAE has 3 levels (4x reduction); the fixture models keep the official ch_mult length.
 AUDIO_VAE_LEVELS = len(FULL_CODI_CONFIG["audioldm_cfg"]["args"]["ddconfig"]["ch_mult"])

@@ -8,7 +8,7 @@ import torch
 
 from codi.convert.spec import ComponentSpec, rename_map
 from codi.models.clap import CodiClapAudioModel, clap_audio_config
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 _ENC = "audio_model.audio_encoder"
 _BLOCK = r"audio_branch\.layers\.(\d+)\.blocks\.(\d+)\."
@@ -69,7 +69,7 @@ SPECS: list[ComponentSpec] = [
              "audio_transform MLP: a training-time head, unused at inference"),
             (r"audio_branch\.(spectrogram_extractor\.stft\.conv_(real|imag)|logmel_extractor\.melW)"
              r"(\.weight)?",
-             "lazily created STFT/mel front end: recomputed by codi.audio_features"),
+             "lazily created STFT/mel front end: recomputed by codi.models.clap_features"),
         ),
     )
 ]

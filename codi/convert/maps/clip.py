@@ -19,7 +19,7 @@ from codi.models.clip import (
     text_config_of,
     vision_config_of,
 )
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 _LAYER = (
     r"encoder\.layers\.\d+\.(?:self_attn\.(?:[qkv]|out)_proj|layer_norm[12]|mlp\.fc[12])"

@@ -7,13 +7,13 @@ import re
 import torch
 
 from codi.convert.spec import ComponentSpec, UnknownKeyError, rename_map
+from codi.models.official_config import OfficialConfig
 from codi.models.optimus import (
     OptimusDecoder,
     OptimusEncoder,
     optimus_bert_config,
     optimus_gpt2_config,
 )
-from codi.official_config import OfficialConfig
 
 
 def _optimus_args(official: OfficialConfig) -> dict:

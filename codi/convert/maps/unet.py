@@ -15,8 +15,8 @@ import torch
 
 from codi.convert.spec import ComponentSpec, TensorMap, UnknownKeyError
 from codi.models.connectors import CoDiConnectors2D
+from codi.models.official_config import OfficialConfig
 from codi.models.unet_2d import CoDiUNet2DModel
-from codi.official_config import OfficialConfig
 
 _RESNET = {
     "in_layers.0": "norm1",

@@ -14,8 +14,8 @@ import re
 import torch
 
 from codi.convert.spec import ComponentSpec, UnknownKeyError
+from codi.models.official_config import OfficialConfig
 from codi.models.unet_text import CoDiTextConnectors, CoDiTextUNetModel
-from codi.official_config import OfficialConfig
 
 ROOT = "model.diffusion_model.unet_text."
 CONNECTOR_GROUPS = ("connecters_out.", "input_block_connecters_in.", "output_block_connecters_in.")

@@ -9,8 +9,8 @@ import torch
 from diffusers import AutoencoderKL
 
 from codi.convert.spec import ComponentSpec, TensorMap, UnknownKeyError
+from codi.models.official_config import FULL_CODI_CONFIG
 from codi.models.vae import build_image_vae
-from codi.official_config import FULL_CODI_CONFIG
 
 _ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
 _PLAIN = re.compile(r"(?:(?:encoder|decoder)\.conv_(?:in|out)|(?:post_)?quant_conv)\.(weight|bias)")

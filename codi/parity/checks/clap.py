@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from codi.audio_features import clap_log_mel, resample
 from codi.models.clap import CodiClapAudioModel
+from codi.models.clap_features import clap_log_mel, resample
 from codi.parity.fixtures import Comparison, FixtureContext
 from codi.parity.tolerances import FORWARD_ATOL
 

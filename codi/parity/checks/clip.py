@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from codi.models.clip import load_clip_tokenizer, tokenize
+from codi.models.clip import tokenize
 from codi.parity.fixtures import Comparison, FixtureContext
 from codi.parity.tolerances import EXACT, FORWARD_ATOL
-from codi.preprocess import clip_pixels
+from codi.pipeline.preprocess import clip_pixels
+from codi.store.tokenizers import load_clip_tokenizer
 
 #: The unconditional image the official `model_module` encodes (as the fixture's call says).
 ZERO_IMAGE_SHAPE = (1, 3, 64, 64)

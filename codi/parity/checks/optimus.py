@@ -6,10 +6,14 @@ import re
 
 import torch
 
+from codi.models.optimus_decoding import decode_latents, detokenize, postprocess_text
 from codi.parity.fixtures import Comparison, FixtureContext
 from codi.parity.tolerances import EXACT, FORWARD_ATOL
-from codi.text_decoding import decode_latents, detokenize, postprocess_text
-from codi.tokenizers import optimus_bert_token_ids, optimus_bert_tokenizer, optimus_gpt2_tokenizer
+from codi.store.tokenizers import (
+    optimus_bert_token_ids,
+    optimus_bert_tokenizer,
+    optimus_gpt2_tokenizer,
+)
 
 
 def _utf8(text: str) -> torch.Tensor:

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codi.inputs import decode_inputs
 from codi.media.limits import MediaLimits
 from codi.parity.checks.sampler import indexed
 from codi.parity.fixtures import (
@@ -33,12 +32,13 @@ from codi.parity.tolerances import (
     TEXT_TRAJECTORY_ATOL,
     TRAJECTORY_ATOL,
 )
-from codi.pipeline import CoDiPipeline, Conditioning
-from codi.request import ConditionInput, GenerationRequest, GenerationSettings
-from codi.result import GenerationResult
-from codi.sampling import StepResult
-from codi.tokenizers import tokenizers_from_vocab
-from codi.weights import available_components
+from codi.pipeline.codi_pipeline import CoDiPipeline, Conditioning
+from codi.pipeline.inputs import decode_inputs
+from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
+from codi.pipeline.result import GenerationResult
+from codi.pipeline.sampling import StepResult
+from codi.store.tokenizers import tokenizers_from_vocab
+from codi.store.weights import available_components
 
 
 def fixture_pipeline(ctx: FixtureContext, dtype: torch.dtype = torch.float32) -> CoDiPipeline:

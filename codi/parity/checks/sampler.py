@@ -9,7 +9,7 @@ import torch
 from codi.models.joint import UNET_OF_MODALITY
 from codi.parity.fixtures import Comparison, FixtureContext
 from codi.parity.tolerances import EXACT, TEXT_TRAJECTORY_ATOL, TRAJECTORY_ATOL
-from codi.sampling import StepResult, make_scheduler, sample_ddim
+from codi.pipeline.sampling import StepResult, make_scheduler, sample_ddim
 
 
 def indexed(tensors: dict[str, torch.Tensor], prefix: str) -> list[tuple[str, str]]:

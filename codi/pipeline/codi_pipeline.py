@@ -3,7 +3,7 @@
 `__call__` reads like the algorithm: check the request → decode the inputs → encode each input to
 one token → mix the tokens → draw the starting noise → denoise all outputs together → decode.
 Components are opened from the converted folder only when a request needs them, and a
-`ResidencyManager` (codi/residency.py) keeps on the device only what the current stage
+`ResidencyManager` (codi/engine/residency.py) keeps on the device only what the current stage
 (encoders → UNets → decoders) and the memory budget allow. Running out of memory retries once with more
 offloading, then fails with a `CoDiUserError` that says what to change.
 """
@@ -23,18 +23,18 @@ import numpy as np
 import torch
 
 from codi import __version__
-from codi.conditioning import ConditionEncoder, EncodedCondition, RandomSources
-from codi.decoding import LatentDecoder
+from codi.engine.residency import IMAGE_ONLY, ResidencyManager
+from codi.engine.runtime import RuntimeOptions
 from codi.errors import CoDiUserError, GenerationCancelled
-from codi.inputs import DecodedInput, decode_inputs
 from codi.media.limits import MediaLimits
 from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
 from codi.models.mel import HOP_LENGTH, SAMPLE_RATE
-from codi.request import GenerationRequest, GenerationSettings
-from codi.residency import IMAGE_ONLY, ResidencyManager
-from codi.result import GenerationResult
-from codi.runtime import RuntimeOptions
-from codi.sampling import make_scheduler, sample_ddim
+from codi.pipeline.conditioning import ConditionEncoder, EncodedCondition, RandomSources
+from codi.pipeline.decoding import LatentDecoder
+from codi.pipeline.inputs import DecodedInput, decode_inputs
+from codi.pipeline.request import GenerationRequest, GenerationSettings
+from codi.pipeline.result import GenerationResult
+from codi.pipeline.sampling import make_scheduler, sample_ddim
 
 #: The official audio latent: 1024 mel frames (10.24 s) × 64 bins, /4 each (a model folder's
 #: `geometry.audio_latent_frames` may set another length, e.g. CoDi-Nano's 2.56 s).
@@ -111,9 +111,8 @@ class CoDiPipeline:
         it, `runtime` picks the device and dtype (unless given here) and how components are
         placed; `RuntimeOptions.from_env()` reads the CODI_* environment variables.
         """
-        from codi.convert.tokenizers import load_tokenizers
-        from codi.tokenizers import tokenizers_from_vocab
-        from codi.weights import available_components, load_component
+        from codi.store.tokenizers import load_tokenizers, tokenizers_from_vocab
+        from codi.store.weights import available_components, load_component
 
         folder = Path(folder)
         index_path = folder / "model_index.json"
@@ -156,7 +155,7 @@ class CoDiPipeline:
     # -- components ---------------------------------------------------------------------------
 
     def component(self, name: str, variant: str | None = None) -> torch.nn.Module:
-        """A component on the pipeline's device, opened on first use (see codi/residency.py).
+        """A component on the pipeline's device, opened on first use (see codi/engine/residency.py).
 
         `variant` IMAGE_ONLY accepts "unet_image" without its video layers (image outputs only).
         """
@@ -418,7 +417,7 @@ def _load_variant(folder: Path, name: str, variant: str, dtype: torch.dtype) -> 
     stored weights are left unread)."""
     from diffusers.utils import logging as diffusers_logging
 
-    from codi.weights import load_component
+    from codi.store.weights import load_component
 
     if (name, variant) != ("unet_image", IMAGE_ONLY):
         return load_component(folder, name, dtype)

@@ -63,3 +63,9 @@ class GenerationResult:
             written.append(save_text(text, out_dir / f"{stem}_text_{i}.txt", self.metadata))
         self.paths = [Path(p) for p in written]
         return self.paths
+
+    def save_thumbnail(self, path: Path) -> Path:
+        """A square PNG picturing this result (see codi.media.thumbnails), for galleries."""
+        from codi.media.thumbnails import save_thumbnail
+
+        return save_thumbnail(Path(path), self.images, self.videos, self.audios, self.texts)

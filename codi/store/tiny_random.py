@@ -2,7 +2,7 @@
 
 It has every component of CoDi (connectors included) with the official structure and tiny
 widths, so the whole any-to-any path runs with no download; its outputs are noise. It stands in
-until the trained embedded model exists. `python -m codi.embedded build` regenerates it,
+until the trained embedded model exists. `python -m codi.store.tiny_random build` regenerates it,
 deterministically from a seed.
 """
 
@@ -17,11 +17,9 @@ from pathlib import Path
 
 import torch
 
-from codi.official_config import FULL_CODI_CONFIG, OfficialConfig
+from codi.models.official_config import FULL_CODI_CONFIG, OfficialConfig
+from codi.store.assets import TINY_RANDOM_DIR, VOCAB_DIR
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
-EMBEDDED_DIR = ASSETS_DIR / "codi-tiny-random"
-VOCAB_DIR = ASSETS_DIR / "vocab"
 EMBEDDED_KIND = "embedded-random"
 EMBEDDED_ID = "codi-tiny-random"
 SEED = 20230519
@@ -125,11 +123,11 @@ def randomise_(module: torch.nn.Module, generator: torch.Generator) -> int:
     return count
 
 
-def build(dst: Path = EMBEDDED_DIR, vocab_dir: Path = VOCAB_DIR, seed: int = SEED) -> Path:
+def build(dst: Path = TINY_RANDOM_DIR, vocab_dir: Path = VOCAB_DIR, seed: int = SEED) -> Path:
     """Write the tiny random model as a converted folder (fp16 safetensors + tokenizers)."""
     from codi.convert.registry import all_specs
-    from codi.convert.tokenizers import save_tokenizers
     from codi.convert.writer import write_component, write_model_index
+    from codi.store.tokenizers import save_tokenizers
 
     dst = Path(dst)
     if dst.exists():
@@ -156,10 +154,10 @@ def build(dst: Path = EMBEDDED_DIR, vocab_dir: Path = VOCAB_DIR, seed: int = SEE
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m codi.embedded", description="Regenerate the embedded tiny random model."
+        prog="python -m codi.store.tiny_random", description="Regenerate the embedded tiny random model."
     )
     parser.add_argument("command", choices=["build"])
-    parser.add_argument("--dest", type=Path, default=EMBEDDED_DIR, help="output folder")
+    parser.add_argument("--dest", type=Path, default=TINY_RANDOM_DIR, help="output folder")
     parser.add_argument("--vocab", type=Path, default=VOCAB_DIR, help="tokenizer vocab folder")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from codi.models.clip import tokenize
-from codi.preprocess import clip_pixels
+from codi.pipeline.preprocess import clip_pixels
 
 #: The official image conditions are resized to this square before CLIP's own resize to 224.
 IMAGE_CONDITION_SIZE = 512

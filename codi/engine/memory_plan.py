@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codi.engine.quantization import KEEP_PRECISION, MIN_FEATURES
+from codi.engine.residency import IMAGE_ONLY, streamed_blocks
+from codi.engine.runtime import QUANTIZABLE
 from codi.models.joint import UNET_OF_MODALITY
-from codi.quantization import KEEP_PRECISION, MIN_FEATURES
-from codi.residency import IMAGE_ONLY, streamed_blocks
-from codi.runtime import QUANTIZABLE
 
 STAGES = ("encode", "denoise", "decode")
 #: Bytes per weight for each plan precision; int8/int4 apply to the large Linear layers only.
@@ -67,7 +67,7 @@ def components_for(
     inputs: list[str], outputs: list[str], available: set[str]
 ) -> list[tuple[str, str, str | None]]:
     """(component, stage, variant) a request needs, in stage order; connectors only if present."""
-    from codi.pipeline import DECODERS_OF_MODALITY, ENCODER_OF_MODALITY
+    from codi.pipeline.codi_pipeline import DECODERS_OF_MODALITY, ENCODER_OF_MODALITY
 
     needed: dict[str, tuple[str, str | None]] = {}
     for modality in inputs:
@@ -90,7 +90,7 @@ def meta_full_size(name: str) -> nn.Module:
     """Component `name` of the real CoDi, on the meta device."""
     from codi.convert.registry import spec_by_name
     from codi.convert.writer import build_on_meta
-    from codi.official_config import OfficialConfig
+    from codi.models.official_config import OfficialConfig
 
     return build_on_meta(spec_by_name(name), OfficialConfig.full())
 
@@ -144,7 +144,7 @@ def plan_request(
     folder: Path | None = None,
 ) -> MemoryPlan:
     """The plan for a request: full-size CoDi when `folder` is None, else that converted folder."""
-    from codi.weights import available_components
+    from codi.store.weights import available_components
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")

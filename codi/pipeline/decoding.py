@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from codi.models.optimus_decoding import decode_latents as decode_text_latents
+from codi.models.optimus_decoding import postprocess_text
 from codi.models.vae import decode_audio_latents, decode_latents
 from codi.models.vocoder import mel_to_waveform
-from codi.request import TextDecoding
-from codi.text_decoding import decode_latents as decode_text_latents
-from codi.text_decoding import postprocess_text
+from codi.pipeline.request import TextDecoding
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:

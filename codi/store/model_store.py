@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codi.embedded import EMBEDDED_DIR, EMBEDDED_NOTE
 from codi.errors import CoDiUserError
-from codi.nano.export import NANO_DIR
+from codi.store.assets import NANO_DIR
+from codi.store.tiny_random import EMBEDDED_NOTE, TINY_RANDOM_DIR
 
 #: A folder holding a converted model, used by "auto" before anything else.
 MODEL_DIR_ENV = "CODI_MODEL_DIR"
@@ -75,7 +75,7 @@ def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
     if text.lower() == "nano":
         return _bundled(NANO_DIR, "CoDi-Nano", "python -m codi.train nano")
     if text.lower() == "tiny":
-        return _bundled(EMBEDDED_DIR, "tiny random model", "python -m codi.embedded build")
+        return _bundled(TINY_RANDOM_DIR, "tiny random model", "python -m codi.store.tiny_random build")
     if text.lower() not in AUTO:
         path = Path(text).expanduser()
         if not path.exists():
@@ -96,7 +96,7 @@ def _embedded() -> ResolvedModel:
     """CoDi-Nano when it is in assets/, else the tiny random model."""
     if (NANO_DIR / "model_index.json").is_file():
         return describe(NANO_DIR)
-    return _bundled(EMBEDDED_DIR, "embedded model", "python -m codi.embedded build")
+    return _bundled(TINY_RANDOM_DIR, "embedded model", "python -m codi.store.tiny_random build")
 
 
 def _bundled(folder: Path, name: str, rebuild: str) -> ResolvedModel:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
 
 #: eps for every latent, given the (possibly CFG-doubled) latents, the timestep batch and context.
 DenoiseFn = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]

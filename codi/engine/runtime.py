@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +19,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from codi.engine.quantization import QUANTIZE_MODES, quantize_linears
 from codi.errors import CoDiUserError
 from codi.models.attention import (
     ATTENTION_BACKENDS,
     resolve_attention_backend,
     set_attention_backend,
 )
-from codi.quantization import QUANTIZE_MODES, quantize_linears
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: What `device` may say: one of DEVICES, or cuda:N.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 OFFLOAD_MODES = ("none", "model", "sequential")
 #: Components whose `nn.Linear` layers carry most of their weight; quantization applies to them.
@@ -69,8 +72,9 @@ class RuntimeOptions:
 
     def validate(self) -> None:
         """Raise CoDiUserError naming the bad option and the allowed values."""
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise CoDiUserError(f"device {self.device!r}: use auto, cpu, cuda, cuda:N or mps.")
         checks = [
-            ("device", self.device.split(":")[0], DEVICES),
             ("dtype", self.dtype, ("auto", *DTYPES)),
             ("attention", self.attention, ATTENTION_BACKENDS),
             ("quantize", self.quantize, QUANTIZE_MODES),
@@ -165,6 +169,16 @@ class RuntimeOptions:
             "dtype": str(dtype).removeprefix("torch."),
             "attention": resolve_attention_backend(self.attention, device),
         }
+
+
+def quiet_library_logs() -> None:
+    """Hide diffusers' and transformers' loading bars and dtype chatter (our progress shows)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
 
 
 def add_runtime_arguments(parser) -> None:

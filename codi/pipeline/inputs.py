@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from codi.media.limits import MediaLimits
-from codi.request import ConditionInput
+from codi.pipeline.request import ConditionInput
 
 #: CLAP and the audio outputs work at 16 kHz.
 AUDIO_RATE = 16000

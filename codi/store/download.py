@@ -2,7 +2,7 @@
 
 Each file is downloaded with `huggingface_hub` (into its cache, resuming a partial download, with
 a progress bar), checked against the sha256 the Hub records for it (its LFS metadata), and the
-four files are then converted with the converter into `codi.model_store.default_model_dir()`
+four files are then converted with the converter into `codi.store.model_store.default_model_dir()`
 (or --dest). The conversion is written next to the destination and moved into place at the end,
 so an interrupted run never leaves a half-written model that "auto" would pick up.
 """
@@ -19,10 +19,10 @@ from huggingface_hub import HfApi, hf_hub_download
 
 from codi.convert.core import convert
 from codi.convert.sources import OFFICIAL_FILES, OFFICIAL_REPO, iter_sources
-from codi.convert.tokenizers import save_tokenizers
 from codi.convert.writer import file_sha256
 from codi.errors import CoDiUserError
-from codi.official_config import OfficialConfig
+from codi.models.official_config import OfficialConfig
+from codi.store.tokenizers import save_tokenizers
 
 FP16_FOLDER = "checkpoints_fp16"
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from codi.quantization import is_quantized
-from codi.runtime import OFFLOAD_MODES, RuntimeOptions
+from codi.engine.quantization import is_quantized
+from codi.engine.runtime import OFFLOAD_MODES, RuntimeOptions
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""How a pipeline runs on this machine: runtime options, residency, quantization, memory plans."""
