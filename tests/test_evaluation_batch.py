@@ -145,3 +145,56 @@ def test_cli_batch_user_errors_are_one_line(tmp_path, capsys):
     assert main(["batch", "nope", "--data-dir", str(tmp_path / "empty")]) == 2
     assert "holds no evaluation database" in capsys.readouterr().err
     assert main(["batch", "nope", "--data-dir", str(tmp_path), "--shard", "2/2"]) == 2
+
+
+class SlowPipeline(FakePipeline):
+    """A FakePipeline that takes a while, so two writers overlap; it records each seed it made."""
+
+    def __init__(self, made: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.made = made
+
+    def __call__(self, request, cancel=None) -> GenerationResult:
+        import time
+
+        time.sleep(0.05)
+        self.made.append((request.inputs[0].value, request.settings.steps))
+        return super().__call__(request, cancel)
+
+
+def test_two_writers_on_one_session_never_generate_a_cell_twice(tmp_path):
+    store = open_store(tmp_path)
+    session_id = store.create_session(tiny_spec(prompts=4))
+    made: list[tuple[str, int]] = []
+    summaries = []
+
+    def writer() -> None:  # each writer opens the database itself, as a second process would
+        summaries.append(generate_session(open_store(tmp_path), session_id, tmp_path,
+                                          pipeline_for=lambda s: SlowPipeline(made)))
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == len(set(made)) == 8  # every cell once, none twice
+    assert sum(s.generated for s in summaries) == 8
+    assert sum(s.claimed_elsewhere for s in summaries) >= 1  # they did meet
+    assert store.session(session_id)["counts"] == {"pending": 0, "done": 8, "failed": 0}
+
+
+def test_a_claim_of_a_live_writer_holds_and_a_dead_writers_claim_is_taken_over(tmp_path):
+    store = open_store(tmp_path)
+    session_id = store.create_session(tiny_spec(prompts=1))
+    first, second = store.cells(session_id)
+    import socket
+
+    assert store.claim_cell(first.id, "someone-else-alive")  # another host, fresh: holds
+    assert store.claim_cell(second.id, f"{socket.gethostname()}:999999999:dead")  # no such pid
+    fake = FakePipeline()
+    summary = generate_session(store, session_id, tmp_path, pipeline_for=lambda s: fake)
+    assert (summary.generated, summary.claimed_elsewhere, fake.calls) == (1, 1, 1)
+    assert store.cell(second.id).status == "done" and store.cell(first.id).status == "pending"
+    store.release_cell(first.id, "someone-else-alive")
+    assert generate_session(store, session_id, tmp_path, pipeline_for=lambda s: fake).generated == 1
+    assert not store.claim_cell(first.id, "late")  # done cells are never claimed again

@@ -73,8 +73,9 @@ def run_batch(session_id: str, folder: Path | None = None, shard: tuple[int, int
                                pipeline_for=default_pipeline_for(device))
     counts = store.session(session_id)["counts"]
     print(f"{tag}generated {summary.generated}, failed {summary.failed}, already done "
-          f"{summary.skipped}; session {session_id}: {counts['done']} done, {counts['pending']} "
-          f"pending, {counts['failed']} failed", file=sys.stderr)
+          f"{summary.skipped}, taken by another writer {summary.claimed_elsewhere}; "
+          f"session {session_id}: {counts['done']} done, {counts['pending']} pending, "
+          f"{counts['failed']} failed", file=sys.stderr)
     return summary
 
 

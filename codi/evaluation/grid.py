@@ -2,7 +2,8 @@
 
 Each cell is marked in the database as soon as its files are written, so a run that is cancelled,
 killed or restarted only does what is left. A cell that fails records its error and the run goes
-on; a later run tries it again.
+on; a later run tries it again. Each cell is claimed in the database before it is generated, so
+two writers on one session (the studio and `python -m codi batch`) never generate a cell twice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.evaluation.spec import SessionSpec, SystemSpec
-from codi.evaluation.store import Cell, EvaluationStore
+from codi.evaluation.store import Cell, EvaluationStore, claim_owner
 
 ProgressFn = Callable[[int, int, Cell], None]
 PipelineFactory = Callable[[SystemSpec], Any]
@@ -33,6 +34,7 @@ class GridSummary:
     generated: int = 0
     failed: int = 0
     skipped: int = 0
+    claimed_elsewhere: int = 0
     cancelled: bool = False
     errors: dict[int, str] = field(default_factory=dict)
 
@@ -127,14 +129,19 @@ def generate_session(
     mine = shard_cells(store.cells(session_id), shard)
     summary = GridSummary(total=len(mine), skipped=sum(c.status == "done" for c in mine))
     finished = summary.skipped
+    owner = claim_owner()
     for cell in (c for c in mine if c.status != "done"):
         if cancel is not None and cancel.is_set():
             summary.cancelled = True
             break
+        if not store.claim_cell(cell.id, owner):
+            summary.claimed_elsewhere += 1
+            continue
         try:
             outputs, metadata = generate_cell(pipeline_for(spec.system(cell.system)), spec, cell,
                                               data_dir, cancel)
         except GenerationCancelled:
+            store.release_cell(cell.id, owner)
             summary.cancelled = True
             break
         except Exception as error:  # noqa: BLE001 — one bad cell must not stop the grid
@@ -143,6 +150,9 @@ def generate_session(
             store.mark_cell(cell.id, "failed", error=message)
             summary.failed += 1
             summary.errors[cell.id] = message
+        except BaseException:  # interrupted (KeyboardInterrupt, SystemExit): leave it pending
+            store.release_cell(cell.id, owner)
+            raise
         else:
             store.mark_cell(cell.id, "done", outputs, metadata)
             summary.generated += 1

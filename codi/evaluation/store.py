@@ -10,7 +10,9 @@ Media paths are stored relative to the data folder (the database's folder).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ CELL_STATUSES = ("pending", "done", "failed")
 MAX_RATER = 64
 MAX_COMMENT = 2000
 BUSY_TIMEOUT_S = 60.0
+#: A claim older than this is taken over even when its owner cannot be checked (another host).
+STALE_CLAIM_S = 6 * 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -73,12 +77,38 @@ CREATE TABLE IF NOT EXISTS ratings (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ratings_by_cell ON ratings (cell_id);
+CREATE TABLE IF NOT EXISTS cell_claims (
+    cell_id INTEGER PRIMARY KEY REFERENCES cells(id),
+    owner TEXT NOT NULL,
+    claimed_at TEXT NOT NULL
+);
 """
 
 
 def now() -> str:
     """UTC time as ISO 8601 (what every row records)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def claim_owner() -> str:
+    """This process's name in `cell_claims`: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _claim_is_live(owner: str, claimed_at: str) -> bool:
+    """Whether a claim still holds: its process runs (same host), or it is recent (other host)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    age = datetime.now(UTC) - datetime.fromisoformat(claimed_at)
+    return age.total_seconds() < STALE_CLAIM_S
 
 
 def normalize_rater(rater: str) -> str:
@@ -276,6 +306,33 @@ class EvaluationStore:
             raise CoDiUserError(f"There is no cell {cell_id}.")
         return _cell(row)
 
+    def claim_cell(self, cell_id: int, owner: str) -> bool:
+        """Take a cell for generation, atomically: True when `owner` may generate it now.
+
+        False when it is done, or claimed by another writer that still runs (a studio and a
+        `python -m codi batch` on one session never generate a cell twice). A claim whose
+        process is gone is taken over; `mark_cell` and `release_cell` end a claim.
+        """
+        with self._write() as db:
+            row = db.execute("SELECT status FROM cells WHERE id = ?", (cell_id,)).fetchone()
+            if row is None:
+                raise CoDiUserError(f"There is no cell {cell_id}.")
+            if row["status"] == "done":
+                return False
+            claim = db.execute("SELECT owner, claimed_at FROM cell_claims WHERE cell_id = ?",
+                               (cell_id,)).fetchone()
+            if claim is not None and claim["owner"] != owner and _claim_is_live(
+                    claim["owner"], claim["claimed_at"]):
+                return False
+            db.execute("INSERT OR REPLACE INTO cell_claims (cell_id, owner, claimed_at) "
+                       "VALUES (?, ?, ?)", (cell_id, owner, now()))
+            return True
+
+    def release_cell(self, cell_id: int, owner: str) -> None:
+        """End `owner`'s claim on a cell (it stays pending for the next run)."""
+        with self._write() as db:
+            db.execute("DELETE FROM cell_claims WHERE cell_id = ? AND owner = ?", (cell_id, owner))
+
     def mark_cell(self, cell_id: int, status: str, outputs: dict[str, str] | None = None,
                   metadata: dict[str, Any] | None = None, error: str | None = None) -> None:
         """Record a cell's new status, outputs (relative paths) and metadata, committed."""
@@ -287,6 +344,7 @@ class EvaluationStore:
                 "updated_at = ? WHERE id = ?",
                 (status, json.dumps(outputs or {}), json.dumps(metadata or {}, default=str),
                  error, now(), cell_id)).rowcount
+            db.execute("DELETE FROM cell_claims WHERE cell_id = ?", (cell_id,))
         if changed != 1:
             raise CoDiUserError(f"There is no cell {cell_id}.")
 
