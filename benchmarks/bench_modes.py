@@ -173,9 +173,9 @@ def _rss_now() -> int:
 
 
 def _needed(name: str, inputs: list[str], outputs: list[str]) -> bool:
-    from codi.engine.memory_plan import components_for
+    from codi.pipeline.components import needed_components
 
-    names = {n for n, _, _ in components_for(inputs, outputs, set(ALL_COMPONENTS))}
+    names = {c.name for c in needed_components(inputs, outputs, set(ALL_COMPONENTS))}
     return name in names
 
 

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--full-size", action="store_true",
                       help="plan for the real CoDi (5.7 B parameters; no weights needed)")
     plan.add_argument("--model", default="auto", help="model folder, 'embedded' or 'auto'")
+    plan.add_argument("--negative", action="store_true",
+                      help="the request has a negative prompt (it needs the text encoder)")
+    plan.add_argument("--no-connectors", action="store_true",
+                      help="several outputs generated independently (connectors off)")
     add_batch_arguments(commands.add_parser(
         "batch", help="generate an evaluation session's grid (accelerate launch spreads it)"))
     return parser
@@ -267,7 +271,8 @@ def run_plan(args: argparse.Namespace) -> int:
         folder = resolve_model(args.model).folder
         title = f"model: {folder}"
     quiet_library_logs()
-    plan = plan_request(inputs, outputs, args.dtype, folder)
+    plan = plan_request(inputs, outputs, args.dtype, folder, negative_text=args.negative,
+                        connectors=not args.no_connectors)
     print(format_plan(plan, f"{title}\n{','.join(inputs)} -> {','.join(outputs)}"))
     return 0
 

@@ -44,3 +44,52 @@ def test_cli_plan_on_the_embedded_model(capsys):
         assert name in out
     assert "no video layers" not in out and "offload=model" in out
     assert cli.main(["plan", "--inputs", "smell", "--outputs", "image"]) == 2
+
+
+def _opened_by_the_pipeline(monkeypatch, request) -> list[str]:
+    """The components the tiny model's pipeline stages for `request`, in order."""
+    from codi.pipeline.codi_pipeline import CoDiPipeline
+    from codi.store.model_store import resolve_model
+
+    pipe = CoDiPipeline.from_pretrained(resolve_model("tiny").folder)
+    staged: list[str] = []
+    original = pipe.residency.stage
+
+    def spy(names):
+        names = list(names)
+        staged.extend(names)
+        return original(names)
+
+    monkeypatch.setattr(pipe.residency, "stage", spy)
+    pipe(request)
+    return staged
+
+
+@pytest.mark.parametrize("negative, connectors", [(True, False), (False, True)])
+def test_the_plan_lists_what_the_pipeline_opens(monkeypatch, negative, connectors):
+    from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
+    from codi.store.model_store import resolve_model
+
+    settings = GenerationSettings(steps=1, image_size=64, seed=3, connectors=connectors,
+                                  negative_text="blurry" if negative else None)
+    request = GenerationRequest([ConditionInput("image", _red_png())], ["image", "audio"],
+                                settings)
+    plan = plan_request(["image"], ["image", "audio"], "fp32", resolve_model("tiny").folder,
+                        negative_text=negative, connectors=connectors)
+    planned = [c.name for c in plan.components]
+    assert planned == _opened_by_the_pipeline(monkeypatch, request)
+    assert ("clip_text" in planned) == negative  # the text encoder only for the negative prompt
+    assert ("unet_image_connectors" in planned) == connectors
+
+
+def _red_png():
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), (220, 20, 20))
+
+
+def test_cli_plan_follows_the_negative_prompt_and_the_connectors_switch(capsys):
+    assert cli.main(["plan", "--inputs", "image", "--outputs", "image,audio", "--model", "tiny",
+                     "--negative", "--no-connectors"]) == 0
+    out = capsys.readouterr().out
+    assert "clip_text" in out and "connectors" not in out

@@ -16,7 +16,6 @@ from torch import nn
 from codi.engine.quantization import KEEP_PRECISION, MIN_FEATURES
 from codi.engine.residency import IMAGE_ONLY, streamed_blocks
 from codi.engine.runtime import QUANTIZABLE
-from codi.models.joint import UNET_OF_MODALITY
 
 STAGES = ("encode", "denoise", "decode")
 #: Bytes per weight for each plan precision; int8/int4 apply to the large Linear layers only.
@@ -61,29 +60,6 @@ class MemoryPlan:
             + max((c.largest_block for c in self.components if c.stage == s), default=0)
             for s in STAGES
         )
-
-
-def components_for(
-    inputs: list[str], outputs: list[str], available: set[str]
-) -> list[tuple[str, str, str | None]]:
-    """(component, stage, variant) a request needs, in stage order; connectors only if present."""
-    from codi.pipeline.codi_pipeline import DECODERS_OF_MODALITY, ENCODER_OF_MODALITY
-
-    needed: dict[str, tuple[str, str | None]] = {}
-    for modality in inputs:
-        needed.setdefault(ENCODER_OF_MODALITY[modality], ("encode", None))
-    unets = list(dict.fromkeys(UNET_OF_MODALITY[m] for m in outputs))
-    for name in unets:
-        variant = IMAGE_ONLY if name == "unet_image" and "video" not in outputs else None
-        needed.setdefault(name, ("denoise", variant))
-    if len(outputs) > 1:
-        for name in unets:
-            if name + "_connectors" in available:
-                needed.setdefault(name + "_connectors", ("denoise", None))
-    for modality in outputs:
-        for name in DECODERS_OF_MODALITY[modality]:
-            needed.setdefault(name, ("decode", None))
-    return [(name, stage, variant) for name, (stage, variant) in needed.items()]
 
 
 def meta_full_size(name: str) -> nn.Module:
@@ -142,15 +118,25 @@ def plan_request(
     outputs: list[str],
     precision: str = "fp16",
     folder: Path | None = None,
+    *,
+    negative_text: bool = False,
+    connectors: bool = True,
 ) -> MemoryPlan:
-    """The plan for a request: full-size CoDi when `folder` is None, else that converted folder."""
+    """The plan for a request: full-size CoDi when `folder` is None, else that converted folder.
+
+    The components are the pipeline's own (`codi.pipeline.components.needed_components`).
+    """
+    from codi.pipeline.components import needed_components
+
     from codi.store.weights import available_components
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     available = set(available_components(folder)) if folder is not None else set()
     plans = []
-    for name, stage, variant in components_for(inputs, outputs, available):
+    needed = needed_components(inputs, outputs, available, negative_text=negative_text,
+                               connectors=connectors)
+    for name, stage, variant in needed:
         module = meta_from_folder(folder, name) if folder is not None else meta_full_size(name)
         skip = "temporal" if variant == IMAGE_ONLY else None
         params = sum(

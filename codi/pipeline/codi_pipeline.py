@@ -29,6 +29,7 @@ from codi.errors import CoDiUserError, GenerationCancelled
 from codi.media.limits import MediaLimits
 from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
 from codi.models.mel import HOP_LENGTH, SAMPLE_RATE
+from codi.pipeline.components import needed_components
 from codi.pipeline.conditioning import ConditionEncoder, EncodedCondition, RandomSources
 from codi.pipeline.decoding import LatentDecoder
 from codi.pipeline.inputs import DecodedInput, decode_inputs
@@ -43,12 +44,6 @@ AUDIO_LATENT_FRAMES, AUDIO_LATENT_BINS = 256, 16
 AUDIO_LATENT_SECONDS = 4 * HOP_LENGTH / SAMPLE_RATE
 #: The SD VAE downsamples by 8.
 VAE_FACTOR = 8
-#: The component that encodes each input modality.
-ENCODER_OF_MODALITY = {"text": "clip_text", "image": "clip_vision", "video": "clip_vision",
-                       "audio": "clap"}
-#: The components that decode each output modality.
-DECODERS_OF_MODALITY = {"image": ("vae_image",), "video": ("vae_image",),
-                        "audio": ("vae_audio", "vocoder"), "text": ("optimus_decoder",)}
 #: What running out of memory raises on each device (torch.cuda.OutOfMemoryError on CUDA).
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 
@@ -170,17 +165,10 @@ class CoDiPipeline:
         self, stage: str, inputs: list[str], outputs: list[str], settings: GenerationSettings
     ) -> list[str]:
         """The components one stage of a request uses: "encode", "denoise" or "decode"."""
-        if stage == "encode":
-            names = [ENCODER_OF_MODALITY[m] for m in inputs]
-            if settings.negative_text:
-                names.append("clip_text")
-        elif stage == "denoise":
-            names = [UNET_OF_MODALITY[m] for m in outputs]
-            if len(outputs) > 1 and settings.connectors:
-                names += [n + "_connectors" for n in names if n + "_connectors" in self.available]
-        else:
-            names = [n for m in outputs for n in DECODERS_OF_MODALITY[m]]
-        return list(dict.fromkeys(names))
+        needed = needed_components(inputs, outputs, self.available,
+                                   negative_text=bool(settings.negative_text),
+                                   connectors=settings.connectors)
+        return [c.name for c in needed if c.stage == stage]
 
     def connectors(
         self, outputs: list[str], enabled: bool = True
