@@ -68,14 +68,14 @@ def skip_init():
 
 
 def random_component(name: str, dtype: torch.dtype, image_only: bool = False) -> torch.nn.Module:
-    from codi.convert.registry import spec_by_name
+    from codi.models.registry import model_component
     from codi.models.official_config import OfficialConfig
 
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # no transient float32 copy
     try:
         with skip_init():
-            module = spec_by_name(name).build(OfficialConfig.full())
+            module = model_component(name).build(OfficialConfig.full())
     finally:
         torch.set_default_dtype(default)
     if image_only:

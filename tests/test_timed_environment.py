@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.connectors import _aligned_cross_attention, per_position_tokens
 from codi.models.joint import _environments, joint_forward, resample_tokens
 from codi.models.unet_2d import frame_environments, spatial_transformer
@@ -25,7 +25,7 @@ def timed_models():
     official = _official(True)
     names = ("unet_image", "unet_audio", "unet_text", "unet_image_connectors",
              "unet_audio_connectors", "unet_text_connectors")
-    models = {name: spec_by_name(name).build(official).eval() for name in names}
+    models = {name: model_component(name).build(official).eval() for name in names}
     for name in ("unet_image_connectors", "unet_audio_connectors"):
         connectors = models[name]
         for layer in (*connectors.input_layers.values(), *connectors.output_layers.values()):
@@ -37,10 +37,10 @@ def timed_models():
 def test_fresh_connectors_change_nothing():
     torch.manual_seed(3)
     official = _official(True)
-    unets = {"video": spec_by_name("unet_image").build(official).eval(),
-             "audio": spec_by_name("unet_audio").build(official).eval()}
-    connectors = {"video": spec_by_name("unet_image_connectors").build(official).eval(),
-                  "audio": spec_by_name("unet_audio_connectors").build(official).eval()}
+    unets = {"video": model_component("unet_image").build(official).eval(),
+             "audio": model_component("unet_audio").build(official).eval()}
+    connectors = {"video": model_component("unet_image_connectors").build(official).eval(),
+                  "audio": model_component("unet_audio_connectors").build(official).eval()}
     latents = {m: x for m, x in _latents().items() if m != "text"}
     t, context = torch.tensor([300]), torch.nn.functional.normalize(torch.randn(1, 1, 32), dim=-1)
     joint = joint_forward(unets, latents, t, context, connectors, cross_modal=True)
@@ -68,7 +68,7 @@ def _setup(models, modalities):
 def test_flag_comes_from_the_official_args():
     for timed in (False, True):
         for name in ("unet_image_connectors", "unet_audio_connectors"):
-            module = spec_by_name(name).build(_official(timed))
+            module = model_component(name).build(_official(timed))
             assert module.config.timed_environment is timed
 
 

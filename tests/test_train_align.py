@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.nano import world
 from codi.nano.config import CONTEXT_DIM, nano_official
 from codi.pipeline.preprocess import clip_pixels
@@ -41,7 +41,7 @@ def scenes() -> world.WorldBatch:
 
 def _encoders(seed: int = 0) -> dict[str, torch.nn.Module]:
     torch.manual_seed(seed)
-    return {name: spec_by_name(name).build(nano_official()).eval()
+    return {name: model_component(name).build(nano_official()).eval()
             for name in ("clip_text", "clip_vision", "clap")}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.optimus_decoding import detokenize, strip_special_words
 from codi.models.vocoder import mel_to_waveform
 from codi.nano.config import MEL_FRAMES, TEXT_LATENT, nano_official
@@ -60,7 +60,7 @@ def _fixed_batch_losses(modules, loss_fn, batch, steps: int = 30, lr: float = 2e
 
 def _build(name, official):
     torch.manual_seed(0)
-    return spec_by_name(name).build(official)
+    return model_component(name).build(official)
 
 
 @pytest.mark.parametrize("stage", ["vae_image", "vae_audio", "vocoder", "optimus"])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codi.convert.maps.unet_text import SPECS, build_connectors, build_unet_text
+from codi.convert.maps.unet_text import SPECS
 from codi.convert.registry import owner_of
 from codi.models.official_config import OfficialConfig
+from codi.models.registry import build_text_connectors, build_unet_text
 from codi.models.unet_text import CoDiTextConnectors, CoDiTextUNetModel
 from codi.parity.fixtures import load_fixture_tensors, read_index
 from codi.parity.tolerances import FORWARD_ATOL
@@ -20,7 +21,7 @@ def _count(module: torch.nn.Module) -> int:
 def test_full_size_parameter_counts() -> None:
     with torch.device("meta"):
         unet = build_unet_text(OfficialConfig.full())
-        connectors = build_connectors(OfficialConfig.full())
+        connectors = build_text_connectors(OfficialConfig.full())
     assert _count(unet) == 1_708_848_448
     assert _count(connectors) == 339_536_960
     assert isinstance(unet.mid_block.resnets[0].fc1, torch.nn.Linear)  # bitsandbytes-quantisable

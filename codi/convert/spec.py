@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -30,8 +31,9 @@ class ComponentSpec:
     name: the sub-folder (and attribute) name, e.g. "unet_image".
     prefixes: official key prefixes this component consumes; the longest matching prefix wins
         across all specs, so "audioldm.vocoder." can belong to another spec than "audioldm.".
-    model_class: the class whose `from_pretrained(folder / name)` opens the sub-folder.
-    build: builds our module (random or meta weights) from the official configuration.
+    model_class: the class whose `from_pretrained(folder / name)` opens the sub-folder, and
+    build: builds our module from the official configuration — both from the models' registry
+        (`**registered(name)`); tests pass toy ones.
     map_tensor: official key (prefix stripped) + tensor → [(our key, tensor), ...]. Must work on
         meta tensors (shape-only manifests). Raise `UnknownKeyError` for keys it does not know.
     unused: (regex on the prefix-stripped official key, reason) for keys knowingly dropped.
@@ -72,6 +74,14 @@ class ComponentSpec:
             if re.fullmatch(pattern, our_key):
                 return fill, reason
         return None
+
+
+def registered(name: str) -> dict[str, Any]:
+    """`model_class` and `build` of component `name`, from the models' registry."""
+    from codi.models.registry import model_component
+
+    component = model_component(name)
+    return {"model_class": component.model_class, "build": component.build}
 
 
 def rename_map(rules: list[tuple[str, str]]) -> TensorMap:

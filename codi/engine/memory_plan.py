@@ -64,20 +64,20 @@ class MemoryPlan:
 
 def meta_full_size(name: str) -> nn.Module:
     """Component `name` of the real CoDi, on the meta device."""
-    from codi.convert.registry import spec_by_name
-    from codi.convert.writer import build_on_meta
     from codi.models.official_config import OfficialConfig
+    from codi.models.registry import model_component
 
-    return build_on_meta(spec_by_name(name), OfficialConfig.full())
+    with torch.device("meta"):
+        return model_component(name).build(OfficialConfig.full())
 
 
 def meta_from_folder(folder: Path, name: str) -> nn.Module:
     """Component `name` of a converted folder, built from its config.json on the meta device."""
     from diffusers import ModelMixin
 
-    from codi.convert.registry import spec_by_name
+    from codi.models.registry import model_component
 
-    cls = spec_by_name(name).model_class
+    cls = model_component(name).model_class
     with torch.device("meta"):
         if issubclass(cls, ModelMixin):
             return cls.from_config(cls.load_config(Path(folder) / name))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 
 
 def load_component(
@@ -15,11 +15,11 @@ def load_component(
     """Our component `name` from a converted folder (memory-mapped safetensors), in eval mode."""
     from diffusers import ModelMixin
 
-    spec = spec_by_name(name)
+    component = model_component(name)
     kwargs = {}
     if dtype is not None:  # diffusers and transformers name this argument differently
-        kwargs["torch_dtype" if issubclass(spec.model_class, ModelMixin) else "dtype"] = dtype
-    model = spec.model_class.from_pretrained(Path(folder) / name, **kwargs)
+        kwargs["torch_dtype" if issubclass(component.model_class, ModelMixin) else "dtype"] = dtype
+    model = component.model_class.from_pretrained(Path(folder) / name, **kwargs)
     return model.eval()
 
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.clap_features import clap_log_mel
 from codi.models.clip import tokenize
 from codi.models.official_config import OfficialConfig
@@ -436,7 +436,7 @@ def train_alignment(
     run_dir = Path(run_dir)
     torch.manual_seed(DATA_SEED)
     tokenizer = load_clip_tokenizer(VOCAB_DIR)
-    encoders = {name: spec_by_name(name).build(official)
+    encoders = {name: model_component(name).build(official)
                 for name in ("clip_text", "clip_vision", "clap")}
     pools = Pools({"image": plans[IMAGE_STAGE].pool, "video": plans[VIDEO_STAGE].pool,
                    "audio": plans[AUDIO_STAGE].pool}, tokenizer)

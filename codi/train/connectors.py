@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.joint import UNET_OF_MODALITY, joint_forward
 from codi.models.official_config import OfficialConfig
 from codi.nano.world import AUDIO_SECONDS, VIDEO_SECONDS
@@ -86,6 +86,6 @@ def train_connectors(
     for unet in unets.values():  # frozen, so not prepared: put them where the batches go
         unet.requires_grad_(False).eval().to(accelerator.device)
     torch.manual_seed(spec.seed)
-    modules = {name: spec_by_name(name).build(official) for name in CONNECTORS}
+    modules = {name: model_component(name).build(official) for name in CONNECTORS}
     return run_stage(spec, modules, joint_loss(unets), joint_batches(cache, official), run_dir,
                      accelerator)

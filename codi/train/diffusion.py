@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.joint import UNET_OF_MODALITY
 from codi.models.official_config import OfficialConfig
 from codi.pipeline.sampling import make_scheduler
@@ -82,7 +82,7 @@ def train_unet(
     if steps is not None:
         spec = TrainSpec(**{**spec.__dict__, "steps": steps})
     torch.manual_seed(spec.seed)
-    unet = spec_by_name(name).build(official)
+    unet = model_component(name).build(official)
     trained = run_stage(spec, {name: unet}, diffusion_loss(name),
                         diffusion_batches(modality, cache, official), run_dir, accelerator)
     return trained[name]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertTokenizer, GPT2Tokenizer
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.official_config import OfficialConfig
 from codi.models.optimus_decoding import decode_latents, postprocess_text
 from codi.nano import world
@@ -127,8 +127,8 @@ def fresh_optimus(official: OfficialConfig) -> tuple[nn.Module, nn.Module]:
     embedding. Unit-gain init of those four layers makes it the decoder's loudest input from the
     start (one of the measures against posterior collapse; the centering penalty is another).
     """
-    encoder = spec_by_name(ENCODER).build(official)
-    decoder = spec_by_name(DECODER).build(official)
+    encoder = model_component(ENCODER).build(official)
+    decoder = model_component(DECODER).build(official)
     for layer in (encoder.bert.pooler.dense, encoder.linear,
                   decoder.latent_embedding, decoder.latent_memory):
         _unit_gain_(layer)

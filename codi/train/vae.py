@@ -19,7 +19,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.mel import wav_to_fbank
 from codi.models.official_config import OfficialConfig
 from codi.nano import world
@@ -188,7 +188,7 @@ def train_vae_image(
     official: OfficialConfig, run_dir: Path, steps: int | None = None, accelerator=None
 ) -> dict[str, nn.Module]:
     """Train (or load) the image VAE; its config carries the measured scaling_factor."""
-    vae = spec_by_name(IMAGE_STAGE).build(official)
+    vae = model_component(IMAGE_STAGE).build(official)
     run_stage(_spec(IMAGE_DEFAULTS, steps), {IMAGE_STAGE: Autoencoding(vae)}, image_loss,
               _image_batch, run_dir, accelerator)
     vae.eval()
@@ -201,7 +201,7 @@ def train_vae_audio(
 ) -> dict[str, nn.Module]:
     """Train (or load) the audio VAE, its latent centred (`centre_latents_`); its config carries
     the measured scaling_factor."""
-    vae = spec_by_name(AUDIO_STAGE).build(official)
+    vae = model_component(AUDIO_STAGE).build(official)
     run_stage(_spec(AUDIO_DEFAULTS, steps), {AUDIO_STAGE: Autoencoding(vae)}, audio_loss,
               _audio_batch, run_dir, accelerator)
     vae.eval()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SpeechT5HifiGan
 
-from codi.convert.registry import spec_by_name
+from codi.models.registry import model_component
 from codi.models.mel import HOP_LENGTH, log_mel, normalize_waveform
 from codi.models.official_config import OfficialConfig
 from codi.models.vocoder import mel_to_waveform
@@ -90,7 +90,7 @@ def vocoder_loss(modules, batch: dict[str, torch.Tensor], step: int):
 def fresh_vocoder(official: OfficialConfig) -> SpeechT5HifiGan:
     """A vocoder to train, with PyTorch's default conv init: HiFi-GAN's N(0, 0.01) init outputs
     ~1e-9, whose spectra sit under the log floor of the losses (zero gradient)."""
-    vocoder = spec_by_name(VOCODER_STAGE).build(official)
+    vocoder = model_component(VOCODER_STAGE).build(official)
     for module in vocoder.modules():
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
             module.reset_parameters()

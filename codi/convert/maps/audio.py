@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-from diffusers import AutoencoderKL
-from transformers import SpeechT5HifiGan
-
 from codi.convert.maps.vae_image import ldm_vae_map
-from codi.convert.spec import ComponentSpec, rename_map
+from codi.convert.spec import ComponentSpec, registered, rename_map
 from codi.models.official_config import FULL_CODI_CONFIG
-from codi.models.vae import build_audio_vae
-from codi.models.vocoder import build_vocoder
 
 #: AudioLDM's VAE has 3 levels (4x reduction); the fixture models keep the official ch_mult length.
 AUDIO_VAE_LEVELS = len(FULL_CODI_CONFIG["audioldm_cfg"]["args"]["ddconfig"]["ch_mult"])
@@ -25,8 +20,7 @@ SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="vae_audio",
         prefixes=("audioldm.",),
-        model_class=AutoencoderKL,
-        build=build_audio_vae,
+        **registered("vae_audio"),
         map_tensor=ldm_vae_map(AUDIO_VAE_LEVELS),
         unused=(
             (
@@ -39,8 +33,7 @@ SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="vocoder",
         prefixes=("audioldm.vocoder.",),
-        model_class=SpeechT5HifiGan,
-        build=build_vocoder,
+        **registered("vocoder"),
         map_tensor=rename_map(_VOCODER_RULES),
         fill_missing=(
             (r"mean", "zeros", "SpeechT5 input normalisation, off (normalize_before=False)"),

@@ -6,9 +6,7 @@ import re
 
 import torch
 
-from codi.convert.spec import ComponentSpec, rename_map
-from codi.models.clap import CodiClapAudioModel, clap_audio_config
-from codi.models.official_config import OfficialConfig
+from codi.convert.spec import ComponentSpec, registered, rename_map
 
 _ENC = "audio_model.audio_encoder"
 _BLOCK = r"audio_branch\.layers\.(\d+)\.blocks\.(\d+)\."
@@ -48,16 +46,11 @@ def map_tensor(key: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]
     ]
 
 
-def build(official: OfficialConfig) -> CodiClapAudioModel:
-    return CodiClapAudioModel(clap_audio_config(official))
-
-
 SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="clap",
         prefixes=("clap.model.",),
-        model_class=CodiClapAudioModel,
-        build=build,
+        **registered("clap"),
         map_tensor=map_tensor,
         unused=(
             (r"audio_branch\.layers\.\d+\.blocks\.\d+\.attn_mask",

@@ -12,14 +12,7 @@ import re
 
 import torch
 
-from codi.convert.spec import ComponentSpec, UnknownKeyError, rename_map
-from codi.models.clip import (
-    CoDiCLIPTextModel,
-    CoDiCLIPVisionModel,
-    text_config_of,
-    vision_config_of,
-)
-from codi.models.official_config import OfficialConfig
+from codi.convert.spec import ComponentSpec, UnknownKeyError, registered, rename_map
 
 _LAYER = (
     r"encoder\.layers\.\d+\.(?:self_attn\.(?:[qkv]|out)_proj|layer_norm[12]|mlp\.fc[12])"
@@ -59,22 +52,11 @@ def map_vision(key: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]
     raise UnknownKeyError(key)
 
 
-def build_text(official: OfficialConfig) -> CoDiCLIPTextModel:
-    """Our CLIP text tower from the official (Hub) CLIP config."""
-    return CoDiCLIPTextModel(text_config_of(official.clip_config))
-
-
-def build_vision(official: OfficialConfig) -> CoDiCLIPVisionModel:
-    """Our CLIP vision tower with temporal layers from the official (Hub) CLIP config."""
-    return CoDiCLIPVisionModel(vision_config_of(official.clip_config))
-
-
 SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="clip_text",
         prefixes=("clip.model.",),
-        model_class=CoDiCLIPTextModel,
-        build=build_text,
+        **registered("clip_text"),
         map_tensor=map_text,
         unused=(
             (r"logit_scale", "CLIP's contrastive temperature: CoDi never scores pairs"),
@@ -84,8 +66,7 @@ SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="clip_vision",
         prefixes=("clip.model.vision_model.", "clip.model.visual_projection."),
-        model_class=CoDiCLIPVisionModel,
-        build=build_vision,
+        **registered("clip_vision"),
         map_tensor=map_vision,
         unused=(
             (r"embeddings\.position_ids", _POSITION_IDS),

@@ -6,33 +6,7 @@ import re
 
 import torch
 
-from codi.convert.spec import ComponentSpec, UnknownKeyError, rename_map
-from codi.models.official_config import OfficialConfig
-from codi.models.optimus import (
-    OptimusDecoder,
-    OptimusEncoder,
-    optimus_bert_config,
-    optimus_gpt2_config,
-)
-
-
-def _optimus_args(official: OfficialConfig) -> dict:
-    return official.codi["optimus_cfg"]["args"]
-
-
-def build_encoder(official: OfficialConfig) -> OptimusEncoder:
-    """Our BERT encoder, sized by the official `optimus_cfg.encoder`."""
-    args = _optimus_args(official)["encoder"]["args"]
-    return OptimusEncoder(optimus_bert_config(args["config"], int(args["latent_size"])))
-
-
-def build_decoder(official: OfficialConfig) -> OptimusDecoder:
-    """Our GPT-2 decoder, sized by the official `optimus_cfg.decoder`."""
-    args = _optimus_args(official)
-    config = args["decoder"]["args"]["config"]
-    latent_size = int(config.get("latent_size", args["args"]["latent_size"]))
-    return OptimusDecoder(optimus_gpt2_config(config, latent_size))
-
+from codi.convert.spec import ComponentSpec, UnknownKeyError, registered, rename_map
 
 _GPT2_PART = r"(?:wpe|ln_f|h\.\d+\.(?:ln_1|ln_2|attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj))"
 _map_decoder_renamed = rename_map(
@@ -64,8 +38,7 @@ SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="optimus_encoder",
         prefixes=("optimus.encoder.",),
-        model_class=OptimusEncoder,
-        build=build_encoder,
+        **registered("optimus_encoder"),
         map_tensor=map_encoder,
         unused=(
             (r"embeddings\.position_ids",
@@ -75,8 +48,7 @@ SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="optimus_decoder",
         prefixes=("optimus.decoder.",),
-        model_class=OptimusDecoder,
-        build=build_decoder,
+        **registered("optimus_decoder"),
         map_tensor=map_decoder,
         unused=(
             (r"transformer\.h\.\d+\.attn\.(bias|masked_bias)",

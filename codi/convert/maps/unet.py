@@ -13,10 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from codi.convert.spec import ComponentSpec, TensorMap, UnknownKeyError
-from codi.models.connectors import CoDiConnectors2D
-from codi.models.official_config import OfficialConfig
-from codi.models.unet_2d import CoDiUNet2DModel
+from codi.convert.spec import ComponentSpec, TensorMap, UnknownKeyError, registered
 
 _RESNET = {
     "in_layers.0": "norm1",
@@ -108,40 +105,6 @@ def _connector_key(key: str) -> str | None:
     return None
 
 
-def build_unet(official: OfficialConfig, modality: str) -> CoDiUNet2DModel:
-    """Our UNet for 'image' (with video layers) or 'audio', from the official constructor args."""
-    a = official.unet_args(modality)
-    return CoDiUNet2DModel(
-        in_channels=a["input_channels"],
-        out_channels=a["output_channels"],
-        model_channels=a["model_channels"],
-        channel_mult=tuple(a["channel_mult"]),
-        num_res_blocks=tuple(a["num_noattn_blocks"]),
-        with_attn=tuple(a["with_attn"]),
-        num_heads=a["num_heads"],
-        context_dim=a["context_dim"],
-        use_video_architecture=bool(a.get("use_video_architecture", False)),
-    )
-
-
-def build_connectors(official: OfficialConfig, modality: str) -> CoDiConnectors2D:
-    """Our connectors of the 'image' or 'audio' UNet."""
-    a = official.unet_args(modality)
-    return CoDiConnectors2D(
-        in_channels=a["input_channels"],
-        model_channels=a["model_channels"],
-        channel_mult=tuple(a["channel_mult"]),
-        num_res_blocks=tuple(a["num_noattn_blocks"]),
-        channel_mult_connector=tuple(a["channel_mult_connector"]),
-        num_res_blocks_connector=tuple(a["num_noattn_blocks_connector"]),
-        with_connector=tuple(a["with_connector"]),
-        connector_output_channel=a["connector_output_channel"],
-        num_heads=a["num_heads"],
-        use_video_architecture=bool(a.get("use_video_architecture", False)),
-        timed_environment=bool(a.get("timed_environment", False)),
-    )
-
-
 def _mapper(rename: Callable[[str], str | None]) -> TensorMap:
     def map_tensor(key: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         ours = rename(key)
@@ -178,8 +141,7 @@ def _specs(modality: str) -> list[ComponentSpec]:
         ComponentSpec(
             name=name,
             prefixes=(root,),
-            model_class=CoDiUNet2DModel,
-            build=lambda official: build_unet(official, modality),
+            **registered(name),
             map_tensor=_mapper(_unet_key),
             fill_missing=fill,
         ),
@@ -193,8 +155,7 @@ def _specs(modality: str) -> list[ComponentSpec]:
                     "output_block_connecters_in.",
                 )
             ),
-            model_class=CoDiConnectors2D,
-            build=lambda official: build_connectors(official, modality),
+            **registered(f"{name}_connectors"),
             map_tensor=_mapper(_connector_key),
             optional=True,
             strip_prefix=root,

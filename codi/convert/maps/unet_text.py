@@ -13,9 +13,8 @@ import re
 
 import torch
 
-from codi.convert.spec import ComponentSpec, UnknownKeyError
+from codi.convert.spec import ComponentSpec, UnknownKeyError, registered
 from codi.models.official_config import OfficialConfig
-from codi.models.unet_text import CoDiTextConnectors, CoDiTextUNetModel
 
 ROOT = "model.diffusion_model.unet_text."
 CONNECTOR_GROUPS = ("connecters_out.", "input_block_connecters_in.", "output_block_connecters_in.")
@@ -119,12 +118,6 @@ def map_connectors(key: str, tensor: torch.Tensor) -> Mapped:
     raise UnknownKeyError(key)
 
 
-def _second_dim(values: list[int], what: str) -> int:
-    if len(set(values)) != 1:
-        raise ValueError(f"{what} must be the same at every level (as released): {values}")
-    return int(values[0])
-
-
 def _checked_args(official: OfficialConfig) -> dict:
     args = official.unet_args("text")
     if list(args["num_noattn_blocks"]) != [BLOCKS_PER_LEVEL] * len(args["channel_mult"]):
@@ -134,53 +127,29 @@ def _checked_args(official: OfficialConfig) -> dict:
     return args
 
 
-def build_unet_text(official: OfficialConfig) -> CoDiTextUNetModel:
-    """Our text UNet, sized from the official `unet_text_cfg`."""
-    args = _checked_args(official)
-    return CoDiTextUNetModel(
-        in_channels=args["input_channels"],
-        out_channels=args["output_channels"],
-        model_channels=args["model_channels"],
-        channel_mult=tuple(args["channel_mult"]),
-        num_res_blocks=tuple(args["num_noattn_blocks"]),
-        with_attention=tuple(args["with_attn"]),
-        second_dim=_second_dim(args["second_dim"], "second_dim"),
-        num_heads=args["num_heads"],
-        context_dim=args["context_dim"],
-    )
+def _checked(name: str) -> dict:
+    """The registry's class and build of `name`, the build refusing layouts this map cannot read."""
+    fields = registered(name)
+    build = fields["build"]
 
+    def checked_build(official: OfficialConfig):
+        _checked_args(official)
+        return build(official)
 
-def build_connectors(official: OfficialConfig) -> CoDiTextConnectors:
-    """Our text connectors, sized from the official `unet_text_cfg`."""
-    args = _checked_args(official)
-    return CoDiTextConnectors(
-        in_channels=args["input_channels"],
-        model_channels=args["model_channels"],
-        channel_mult=tuple(args["channel_mult"]),
-        num_res_blocks=tuple(args["num_noattn_blocks"]),
-        with_connector=tuple(args["with_connector"]),
-        second_dim=_second_dim(args["second_dim"], "second_dim"),
-        num_heads=args["num_heads"],
-        env_channel_mult=tuple(args.get("channel_mult_connector", (1, 2, 4))),
-        env_num_res_blocks=tuple(args["num_noattn_blocks_connector"]),
-        env_second_dim=_second_dim(args["second_dim_connector"], "second_dim_connector"),
-        environment_channels=args["connector_output_channel"],
-    )
+    return {**fields, "build": checked_build}
 
 
 SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="unet_text",
         prefixes=(ROOT,),
-        model_class=CoDiTextUNetModel,
-        build=build_unet_text,
+        **_checked("unet_text"),
         map_tensor=map_unet_text,
     ),
     ComponentSpec(
         name="unet_text_connectors",
         prefixes=tuple(ROOT + group for group in CONNECTOR_GROUPS),
-        model_class=CoDiTextConnectors,
-        build=build_connectors,
+        **_checked("unet_text_connectors"),
         map_tensor=map_connectors,
         optional=True,
         strip_prefix=ROOT,

@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 
 import torch
-from diffusers import AutoencoderKL
 
-from codi.convert.spec import ComponentSpec, TensorMap, UnknownKeyError
+from codi.convert.spec import ComponentSpec, TensorMap, UnknownKeyError, registered
 from codi.models.official_config import FULL_CODI_CONFIG
-from codi.models.vae import build_image_vae
 
 _ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
 _PLAIN = re.compile(r"(?:(?:encoder|decoder)\.conv_(?:in|out)|(?:post_)?quant_conv)\.(weight|bias)")
@@ -72,8 +70,7 @@ SPECS: list[ComponentSpec] = [
     ComponentSpec(
         name="vae_image",
         prefixes=("autokl.",),
-        model_class=AutoencoderKL,
-        build=build_image_vae,
+        **registered("vae_image"),
         map_tensor=ldm_vae_map(IMAGE_VAE_LEVELS),
     )
 ]
