@@ -16,6 +16,7 @@ from codi.parity.checks import CHECKS
 from codi.parity.fixtures import (
     Comparison,
     FixtureContext,
+    MissingParameter,
     SkipFixture,
     load_fixture_tensors,
     load_weights,
@@ -44,8 +45,9 @@ class FixtureResult:
         return f"{self.name:<32s} {numbers}{self.status.upper()}{detail}"
 
 
-def judge(name: str, comparisons: list[Comparison]) -> FixtureResult:
-    """Pass when every comparison is within its tolerance; report the worst one."""
+def judge(name: str, comparisons: list[Comparison], notes: list[str] = ()) -> FixtureResult:
+    """Pass when every comparison is within its tolerance; report the worst one, and the check's
+    notes (what it established besides the numbers)."""
     if not comparisons:
         return FixtureResult(name, "fail", detail="the check compared nothing")
     errors = [(c, c.max_abs_error()) for c in comparisons]
@@ -53,8 +55,10 @@ def judge(name: str, comparisons: list[Comparison]) -> FixtureResult:
     worst, error = max(failing or errors, key=lambda ce: ce[1] / max(ce[0].atol, 1e-12))
     if failing:
         names = ", ".join(c.name for c, _ in failing[:4])
-        return FixtureResult(name, "fail", error, worst.atol, f"over tolerance: {names}")
-    return FixtureResult(name, "pass", error, worst.atol, f"{len(comparisons)} tensors")
+        status, detail = "fail", f"over tolerance: {names}"
+    else:
+        status, detail = "pass", f"{len(comparisons)} tensors"
+    return FixtureResult(name, status, error, worst.atol, "; ".join([detail, *notes]))
 
 
 class ModelCache:
@@ -89,9 +93,11 @@ def run_fixture(name: str, context: FixtureContext, check: Callable | None) -> F
         return FixtureResult(name, "skipped", detail="not covered yet (no check for this fixture)")
     try:
         with torch.no_grad():
-            return judge(name, check(context))
+            return judge(name, check(context), context.notes)
     except SkipFixture as reason:
         return FixtureResult(name, "skipped", detail=str(reason))
+    except MissingParameter as missing:
+        return FixtureResult(name, "fail", detail=f"index.json lacks {missing.key}")
     except Exception as error:  # a broken fixture or model must fail its line, not the run
         where = traceback.extract_tb(error.__traceback__)[-1]
         detail = f"{type(error).__name__}: {error} [{Path(where.filename).name}:{where.lineno}]"
