@@ -59,8 +59,6 @@ class FixtureContext:
     vocab_dir: Path
     load_model: Callable[[str], torch.nn.Module] = field(repr=False)
     fixture_dir: Path | None = None
-    #: Findings a check reports on the fixture's line besides its numbers.
-    notes: list[str] = field(default_factory=list)
 
     def model(self, component: str) -> torch.nn.Module:
         """Our component (e.g. "unet_image"), converted from the fixture weights, fp32, eval."""

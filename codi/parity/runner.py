@@ -45,9 +45,8 @@ class FixtureResult:
         return f"{self.name:<32s} {numbers}{self.status.upper()}{detail}"
 
 
-def judge(name: str, comparisons: list[Comparison], notes: list[str] = ()) -> FixtureResult:
-    """Pass when every comparison is within its tolerance; report the worst one, and the check's
-    notes (what it established besides the numbers)."""
+def judge(name: str, comparisons: list[Comparison]) -> FixtureResult:
+    """Pass when every comparison is within its tolerance; report the worst one."""
     if not comparisons:
         return FixtureResult(name, "fail", detail="the check compared nothing")
     errors = [(c, c.max_abs_error()) for c in comparisons]
@@ -55,10 +54,8 @@ def judge(name: str, comparisons: list[Comparison], notes: list[str] = ()) -> Fi
     worst, error = max(failing or errors, key=lambda ce: ce[1] / max(ce[0].atol, 1e-12))
     if failing:
         names = ", ".join(c.name for c, _ in failing[:4])
-        status, detail = "fail", f"over tolerance: {names}"
-    else:
-        status, detail = "pass", f"{len(comparisons)} tensors"
-    return FixtureResult(name, status, error, worst.atol, "; ".join([detail, *notes]))
+        return FixtureResult(name, "fail", error, worst.atol, f"over tolerance: {names}")
+    return FixtureResult(name, "pass", error, worst.atol, f"{len(comparisons)} tensors")
 
 
 class ModelCache:
@@ -93,7 +90,7 @@ def run_fixture(name: str, context: FixtureContext, check: Callable | None) -> F
         return FixtureResult(name, "skipped", detail="not covered yet (no check for this fixture)")
     try:
         with torch.no_grad():
-            return judge(name, check(context), context.notes)
+            return judge(name, check(context))
     except SkipFixture as reason:
         return FixtureResult(name, "skipped", detail=str(reason))
     except MissingParameter as missing:

@@ -162,7 +162,9 @@ def trajectory_distance(a: PipelineRun, b: PipelineRun) -> dict[str, float]:
     }
 
 
-def rounding_runs(ctx: FixtureContext, request: GenerationRequest, numpy_seed: int) -> dict:
+def rounding_runs(
+    ctx: FixtureContext, request: GenerationRequest, numpy_seed: int
+) -> list[PipelineRun]:
     """The same run under float32 rounding alone changed: on another number of threads (other
     kernel reductions), and with every network in float64.
 
@@ -179,7 +181,7 @@ def rounding_runs(ctx: FixtureContext, request: GenerationRequest, numpy_seed: i
     finally:
         torch.set_num_threads(threads)
     exact = run_steps(fixture_pipeline(ctx, dtype=torch.float64), request, numpy_seed)
-    return {"other threads": other_threads, "float64": exact}
+    return [other_threads, exact]
 
 
 def check_pipeline(ctx: FixtureContext) -> list[Comparison]:
@@ -188,7 +190,7 @@ def check_pipeline(ctx: FixtureContext) -> list[Comparison]:
     numpy_seed = int(ctx.param("np_random_seed"))
     run = run_steps(pipe, request, numpy_seed)
     variants = rounding_runs(ctx, request, numpy_seed)
-    distances = [trajectory_distance(run, other) for other in variants.values()]
+    distances = [trajectory_distance(run, other) for other in variants]
     spread = {m: max(d[m] for d in distances) for m in run.final}
     t = ctx.tensors
     n = request.settings.num_samples
@@ -211,65 +213,37 @@ def check_pipeline(ctx: FixtureContext) -> list[Comparison]:
         base = TEXT_TRAJECTORY_ATOL if modality == "text" else TRAJECTORY_ATOL
         atol = max(base, spread[modality])
         trajectory = torch.stack([s.latents[modality] for s in run.steps])
-        final = Comparison(
-            f"final_latent.{suffix}", run.final[modality], t[f"final_latent.{suffix}"], atol
-        )
         comparisons += [
             Comparison(key, run.latents[modality], t[key], EXACT),
             Comparison(f"trajectory.{suffix}", trajectory, t[f"trajectory.{suffix}"], atol),
-            final,
+            Comparison(
+                f"final_latent.{suffix}", run.final[modality], t[f"final_latent.{suffix}"], atol
+            ),
         ]
         if modality == "text":
-            comparisons += text_comparisons(ctx, pipe, request, run, variants, suffix, final)
+            comparisons += text_comparisons(ctx, pipe, request, run, suffix)
         else:
             comparisons += decoded_comparisons(ctx, run.result, modality, suffix)
     return comparisons
 
 
 def text_comparisons(
-    ctx: FixtureContext,
-    pipe: CoDiPipeline,
-    request: GenerationRequest,
-    run: PipelineRun,
-    variants: dict[str, PipelineRun],
+    ctx: FixtureContext, pipe: CoDiPipeline, request: GenerationRequest, run: PipelineRun,
     suffix: str,
-    final: Comparison,
 ) -> list[Comparison]:
-    """The sampled sentences, in two parts.
-
-    1. The official final latent, decoded by our decoder from the generator state our run reached
-       (the seed's draws replayed: flips, starting noise, per-step noise), must give the official
-       sentences exactly: this checks decoding, sampling and the RNG replay on their own.
-    2. The sentences of our own end-to-end run should be the same. Sampling over 50k nearly
-       equiprobable tokens turns a latent difference within float32 rounding into other words, so
-       when they differ while (1) holds and our final latent is within the rounding spread, the
-       difference is reported on the fixture's line (with whether our own float64 / other-thread
-       runs also sample other words) instead of failing it.
-    """
+    """The sampled sentences, exactly, twice: from our run, and from the official final latent
+    decoded from the generator state our run reached (the seed's draws replayed: crop, flip,
+    starting noise, per-step noise). The second isolates decoding and the RNG replay from the
+    trajectory: the sentences hardly depend on the latent (docs/parity.md), so a difference in
+    the first alone points at the draws before decoding, in both at decoding itself."""
     expected = ctx.extra(f"decoded_text.{suffix.split('_')[0]}")
     generator = torch.Generator()
     generator.set_state(run.decode_rng_state)
     official_latent = {"text": ctx.tensors[f"final_latent.{suffix}"]}
     from_official = pipe.decode(official_latent, request.settings, 0, generator).texts
-    decoder_exact = texts_compared("decoded_text from the official latent", from_official, expected)
-    end_to_end = texts_compared("decoded_text", run.result.texts, expected)
-    explained = final.max_abs_error() <= final.atol and all(
-        c.max_abs_error() == 0 for c in decoder_exact
+    return texts_compared("decoded_text", run.result.texts, expected) + texts_compared(
+        "decoded_text from the official latent", from_official, expected
     )
-    if all(c.max_abs_error() == 0 for c in end_to_end) or not explained:
-        return decoder_exact + end_to_end
-    differ = sum(ours != theirs for ours, theirs in zip(run.result.texts, expected, strict=False))
-    own = ", ".join(
-        f"{name} {sum(a != b for a, b in zip(v.result.texts, run.result.texts, strict=True))}"
-        for name, v in variants.items()
-    )
-    ctx.notes.append(
-        f"decoded_text: {differ} of {len(expected)} sentences differ end to end, from a final "
-        f"latent {final.max_abs_error():.3g} away (float32 rounding spread {final.atol:.3g}); "
-        f"our own runs sample other sentences too ({own} of {len(expected)} differ); "
-        "from the official latent they are identical"
-    )
-    return decoder_exact
 
 
 def decoded_comparisons(ctx, result, modality: str, suffix: str) -> list[Comparison]:
