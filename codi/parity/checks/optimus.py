@@ -84,7 +84,7 @@ def check_optimus(ctx: FixtureContext) -> list[Comparison]:
     out += texts_compared("greedy_decoded", greedy_texts, ctx.extra("greedy_decoded"))
     torch.manual_seed(seed)
     texts = decode_latents(decoder, gpt2_tok, latents)
-    out += texts_compared(f"{sampled_key} (seed {seed})", texts, ctx.extra(sampled_key))
+    out += texts_compared(sampled_key, texts, ctx.extra(sampled_key))
     out += texts_compared(
         "model_module_text_postprocess",
         [postprocess_text(text) for text in texts],
