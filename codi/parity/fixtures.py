@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,15 @@ from codi.models.official_config import OfficialConfig
 
 class SkipFixture(Exception):
     """Raised by a check that cannot run this fixture (the reason is reported)."""
+
+
+class MissingParameter(Exception):
+    """Raised when `index.json` lacks a call argument a check needs; the fixture fails with the
+    key's path (`extra.params.time`), so nothing runs on a guessed value."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 @dataclass
@@ -63,6 +73,36 @@ class FixtureContext:
     def params(self) -> dict[str, Any]:
         """The official call's arguments (`extra.params`), or {}."""
         return self.entry.get("extra", {}).get("params", {})
+
+    def param(self, key: str) -> Any:
+        """One argument of the official call (`extra.params.<key>`); absent, the fixture fails."""
+        if key not in self.params:
+            raise MissingParameter(f"extra.params.{key}")
+        return self.params[key]
+
+    def extra(self, key: str) -> Any:
+        """A value the official run recorded (`extra.<key>`: prompts, sampled strings, ...)."""
+        extra = self.entry.get("extra", {})
+        if key not in extra:
+            raise MissingParameter(f"extra.{key}")
+        return extra[key]
+
+    def expected_shape(self, tensor: str) -> tuple[int, ...]:
+        """The shape `index.json` lists for a stored tensor: what the official call produced."""
+        listed = self.entry.get("tensors", {}).get(tensor, {})
+        if "shape" not in listed:
+            raise MissingParameter(f"tensors.{tensor}.shape")
+        return tuple(int(n) for n in listed["shape"])
+
+    def torch_seed(self) -> int:
+        """The `torch.manual_seed` of the official call: `extra.params.torch_manual_seed`, or the
+        one `torch.manual_seed(N)` written in `official_call` (never a tensor's name)."""
+        if "torch_manual_seed" in self.params:
+            return int(self.params["torch_manual_seed"])
+        seeds = re.findall(r"torch\.manual_seed\((\d+)\)", self.entry.get("official_call", ""))
+        if len(seeds) != 1:
+            raise MissingParameter("extra.params.torch_manual_seed")
+        return int(seeds[0])
 
 
 def read_index(fixture_dir: Path) -> dict[str, Any]:

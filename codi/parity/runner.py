@@ -16,6 +16,7 @@ from codi.parity.checks import CHECKS
 from codi.parity.fixtures import (
     Comparison,
     FixtureContext,
+    MissingParameter,
     SkipFixture,
     load_fixture_tensors,
     load_weights,
@@ -92,6 +93,8 @@ def run_fixture(name: str, context: FixtureContext, check: Callable | None) -> F
             return judge(name, check(context))
     except SkipFixture as reason:
         return FixtureResult(name, "skipped", detail=str(reason))
+    except MissingParameter as missing:
+        return FixtureResult(name, "fail", detail=f"index.json lacks {missing.key}")
     except Exception as error:  # a broken fixture or model must fail its line, not the run
         where = traceback.extract_tb(error.__traceback__)[-1]
         detail = f"{type(error).__name__}: {error} [{Path(where.filename).name}:{where.lineno}]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from codi.models.mel import fbank_frames, mel_basis, wav_to_fbank
+from codi.models.mel import mel_basis, wav_to_fbank
 from codi.models.vae import decode_audio_latents, encode_audio, encode_audio_posterior
 from codi.models.vocoder import mel_to_waveform, vocode
 from codi.parity.fixtures import Comparison, FixtureContext
@@ -14,12 +14,12 @@ from codi.parity.tolerances import FORWARD_ATOL
 def check_audioldm_vae(ctx: FixtureContext) -> list[Comparison]:
     """Decode (with and without the latent safeguard), vocoder, fbank, posterior, seeded sample."""
     vae, vocoder = ctx.model("vae_audio"), ctx.model("vocoder")
-    t, seconds = ctx.tensors, ctx.params["time"]
+    t, seconds = ctx.tensors, float(ctx.param("time"))
     mel = decode_audio_latents(vae, t["z"])
     posterior = encode_audio_posterior(vae, t["wav_in"], seconds)
-    torch.manual_seed(ctx.params["torch_manual_seed"])
+    torch.manual_seed(ctx.torch_seed())
     sample = encode_audio(vae, t["wav_in"], seconds)
-    fbank = wav_to_fbank(t["wav_in"], fbank_frames(seconds))
+    fbank = wav_to_fbank(t["wav_in"], int(ctx.param("target_length")))
     return [
         Comparison("mel", mel, t["mel"], FORWARD_ATOL),
         Comparison(

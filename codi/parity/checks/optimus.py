@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 
 from codi.models.optimus_decoding import decode_latents, detokenize, postprocess_text
-from codi.parity.fixtures import Comparison, FixtureContext
+from codi.parity.fixtures import Comparison, FixtureContext, MissingParameter
 from codi.parity.tolerances import EXACT, FORWARD_ATOL
 from codi.store.tokenizers import (
     optimus_bert_token_ids,
@@ -25,6 +23,23 @@ def _text(name: str, ours: str, official: str) -> Comparison:
     return Comparison(name, _utf8(ours), _utf8(official), EXACT)
 
 
+def texts_compared(name: str, ours: list[str], official: list[str]) -> list[Comparison]:
+    """Strings compared one by one, plus their count (so a missing string is not skipped)."""
+    count = Comparison(f"{name} (count)", torch.tensor([len(ours)]),
+                       torch.tensor([len(official)]), EXACT)
+    pairs = enumerate(zip(ours, official, strict=False))  # a missing one fails the count
+    return [count] + [_text(f"{name}[{i}]", a, b) for i, (a, b) in pairs]
+
+
+def sampled_strings_key(extra: dict) -> str:
+    """The `extra` entry holding the official sampled decode (`optimus_decode_seed<N>`: the name
+    is a label; the seed comes from the call)."""
+    keys = [key for key in extra if key.startswith("optimus_decode")]
+    if len(keys) != 1:
+        raise MissingParameter("extra.optimus_decode_seed<N> (exactly one)")
+    return keys[0]
+
+
 @torch.no_grad()
 def _greedy(decoder: torch.nn.Module, latents: torch.Tensor, bos_id: int, steps: int):
     """The fixture's batched argmax loop: ids (B, steps+1) and each step's max logit (B, steps)."""
@@ -40,19 +55,24 @@ def _greedy(decoder: torch.nn.Module, latents: torch.Tensor, bos_id: int, steps:
 @torch.no_grad()
 def check_optimus(ctx: FixtureContext) -> list[Comparison]:
     """Tokenisation, BERT pooling, encoded latent, greedy/forced logits, seeded sampled text."""
-    t, extra = ctx.tensors, ctx.entry["extra"]
+    t = ctx.tensors
     scale = ctx.official.scale_factors["text"]
     encoder, decoder = ctx.model("optimus_encoder"), ctx.model("optimus_decoder")
     bert_tok = optimus_bert_tokenizer(ctx.vocab_dir)
     gpt2_tok = optimus_gpt2_tokenizer(ctx.vocab_dir)
-    bos_id = gpt2_tok.convert_tokens_to_ids("<BOS>")
+    special = [gpt2_tok.convert_tokens_to_ids(token) for token in ("<BOS>", "<EOS>")]
+    official_special = [*ctx.extra("bos_ids"), *ctx.extra("eos_ids")]
+    sampled_key = sampled_strings_key(ctx.entry.get("extra", {}))
+    seed = ctx.torch_seed()
 
     encoded = encoder(t["token_ids"])
     latents = t["z_decode_in"] / scale
-    greedy_ids, greedy_max = _greedy(decoder, latents, bos_id, t["greedy_ids"].shape[1] - 1)
-    forced = decoder(t["forced_input_ids"], latents[:1])
+    steps = ctx.expected_shape("greedy_ids")[1] - 1
+    greedy_ids, greedy_max = _greedy(decoder, latents, official_special[0], steps)
+    forced = decoder(t["forced_input_ids"], latents[: ctx.expected_shape("forced_logits")[0]])
     out = [
-        Comparison("token_ids", optimus_bert_token_ids(bert_tok, extra["sentences"]),
+        Comparison("bos/eos ids", torch.tensor(special), torch.tensor(official_special), EXACT),
+        Comparison("token_ids", optimus_bert_token_ids(bert_tok, ctx.extra("sentences")),
                    t["token_ids"], EXACT),
         Comparison("bert_pooled", encoded.pooled, t["bert_pooled"], FORWARD_ATOL),
         Comparison("z_encoded", encoded.mean * scale, t["z_encoded"], FORWARD_ATOL),
@@ -60,22 +80,16 @@ def check_optimus(ctx: FixtureContext) -> list[Comparison]:
         Comparison("greedy_step_max_logit", greedy_max, t["greedy_step_max_logit"], FORWARD_ATOL),
         Comparison("forced_logits", forced, t["forced_logits"], FORWARD_ATOL),
     ]
-    out += [
-        _text(f"greedy_decoded[{i}]", detokenize(gpt2_tok, ids.tolist()), s)
-        for i, (ids, s) in enumerate(zip(greedy_ids, extra["greedy_decoded"]))
-    ]
-    for key, official in extra.items():
-        seed = re.fullmatch(r"optimus_decode_seed(\d+)", key)
-        if seed is None:
-            continue
-        torch.manual_seed(int(seed.group(1)))
-        texts = decode_latents(decoder, gpt2_tok, latents)
-        out += [_text(f"{key}[{i}]", ours, s) for i, (ours, s) in enumerate(zip(texts, official))]
-        cleaned = extra.get("model_module_text_postprocess", ())
-        out += [
-            _text(f"model_module_text_postprocess[{i}]", postprocess_text(ours), s)
-            for i, (ours, s) in enumerate(zip(texts, cleaned))
-        ]
+    greedy_texts = [detokenize(gpt2_tok, ids.tolist()) for ids in greedy_ids]
+    out += texts_compared("greedy_decoded", greedy_texts, ctx.extra("greedy_decoded"))
+    torch.manual_seed(seed)
+    texts = decode_latents(decoder, gpt2_tok, latents)
+    out += texts_compared(sampled_key, texts, ctx.extra(sampled_key))
+    out += texts_compared(
+        "model_module_text_postprocess",
+        [postprocess_text(text) for text in texts],
+        ctx.extra("model_module_text_postprocess"),
+    )
     return out
 
 

@@ -7,7 +7,8 @@ import re
 import torch
 
 from codi.models.joint import UNET_OF_MODALITY
-from codi.parity.fixtures import Comparison, FixtureContext
+from codi.parity.checks.unet import mix_weights
+from codi.parity.fixtures import Comparison, FixtureContext, MissingParameter, SkipFixture
 from codi.parity.tolerances import EXACT, TEXT_TRAJECTORY_ATOL, TRAJECTORY_ATOL
 from codi.pipeline.sampling import StepResult, make_scheduler, sample_ddim
 
@@ -19,16 +20,21 @@ def indexed(tensors: dict[str, torch.Tensor], prefix: str) -> list[tuple[str, st
     return [(key, modality) for _, key, modality in sorted(found)]
 
 
+def in_call_order(ctx: FixtureContext, prefix: str, param: str) -> list[str]:
+    """The stored tensors `<prefix><i>_<type>`, checked against the call's list `param`."""
+    found = indexed(ctx.tensors, prefix)
+    if [kind for _, kind in found] != list(ctx.param(param)):
+        raise MissingParameter(f"extra.params.{param} (matching the {prefix}* tensors)")
+    return [key for key, _ in found]
+
+
 def official_context(ctx: FixtureContext) -> torch.Tensor:
     """The [uncond; cond] context of the fixture's conditions, mixed by their type weights."""
     from codi.models.joint import mix_conditions
 
-    weights = ctx.params.get("mix_weight", {})
-    conditions = indexed(ctx.tensors, "condition")
-    return mix_conditions(
-        [ctx.tensors[key] for key, _ in conditions],
-        [float(weights.get(kind, 1.0)) for _, kind in conditions],
-    )
+    keys = in_call_order(ctx, "condition", "condition_types")
+    weights = mix_weights(ctx, list(ctx.param("condition_types")))
+    return mix_conditions([ctx.tensors[key] for key in keys], weights)
 
 
 def joint_denoiser(ctx: FixtureContext, modalities: list[str]):
@@ -49,9 +55,11 @@ def joint_denoiser(ctx: FixtureContext, modalities: list[str]):
 
 
 def check_ddim(ctx: FixtureContext) -> list[Comparison]:
-    starts = indexed(ctx.tensors, "x_T.")
-    by_modality = {modality: ctx.tensors[key] for key, modality in starts}
-    suffix_of = {modality: key.removeprefix("x_T.") for key, modality in starts}
+    starts = dict(zip(ctx.param("xtype"), in_call_order(ctx, "x_T.", "xtype"), strict=True))
+    by_modality = {m: ctx.tensors[key] for m, key in starts.items()}
+    suffix_of = {m: key.removeprefix("x_T.") for m, key in starts.items()}
+    if float(ctx.param("eta")) != 0.0:
+        raise SkipFixture(f"eta={ctx.param('eta')}: only the official eta 0 is implemented")
     scheduler = make_scheduler(ctx.official)
     steps: list[StepResult] = []
     sample = sample_ddim(
@@ -59,8 +67,8 @@ def check_ddim(ctx: FixtureContext) -> list[Comparison]:
         by_modality,
         official_context(ctx),
         scheduler,
-        int(ctx.params["steps"]),
-        float(ctx.params["unconditional_guidance_scale"]),
+        int(ctx.param("steps")),
+        float(ctx.param("unconditional_guidance_scale")),
         on_step=steps.append,
     )
     timesteps = scheduler.timesteps.flip(0)

@@ -10,7 +10,7 @@ from torch import nn
 
 from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
 from codi.models.unet_2d import unfold_frames
-from codi.parity.fixtures import Comparison, FixtureContext, SkipFixture
+from codi.parity.fixtures import Comparison, FixtureContext, MissingParameter, SkipFixture
 from codi.parity.tolerances import FORWARD_ATOL
 
 
@@ -56,35 +56,39 @@ def _block_comparisons(ctx: FixtureContext, captured: dict[str, torch.Tensor]) -
     return comparisons
 
 
-def _single(ctx: FixtureContext, component: str) -> list[Comparison]:
+def single_unet(ctx: FixtureContext) -> str:
+    """The UNet of a single-modality call: the one of its `xtype` (not of the fixture's name)."""
+    xtype = ctx.param("xtype")
+    if len(xtype) != 1:
+        raise MissingParameter("extra.params.xtype (one output for a single-UNet call)")
+    return UNET_OF_MODALITY[xtype[0]]
+
+
+def check_single_unet(ctx: FixtureContext) -> list[Comparison]:
+    """ε of one UNet (image, video or audio) and, where stored, every block's output."""
     t = ctx.tensors
-    unet = ctx.model(component)
+    unet = ctx.model(single_unet(ctx))
     frames = t["x"].shape[2] if t["x"].ndim == 5 else None
     with torch.no_grad(), _capture(_official_block_modules(unet), frames) as captured:
         eps = unet(t["x"], t["timesteps"], t["context"])
     return [Comparison("eps", eps, t["eps"], FORWARD_ATOL), *_block_comparisons(ctx, captured)]
 
 
-def check_unet_image(ctx: FixtureContext) -> list[Comparison]:
-    return _single(ctx, "unet_image")
-
-
-def check_unet_video(ctx: FixtureContext) -> list[Comparison]:
-    return _single(ctx, "unet_image")
-
-
-def check_unet_audio(ctx: FixtureContext) -> list[Comparison]:
-    return _single(ctx, "unet_audio")
+def mix_weights(ctx: FixtureContext, types: list[str]) -> list[float]:
+    """`extra.params.mix_weight` of each condition type, in the call's order."""
+    weights = ctx.param("mix_weight")
+    missing = [c for c in types if c not in weights]
+    if missing:
+        raise MissingParameter(f"extra.params.mix_weight.{missing[0]}")
+    return [float(weights[c]) for c in types]
 
 
 def check_mix_conditions(ctx: FixtureContext) -> list[Comparison]:
-    t, params = ctx.tensors, ctx.params
-    types = params["condition_types"]
-    mixed = mix_conditions(
-        [t[f"cond_{c}"] for c in types], [params["mix_weight"][c] for c in types]
-    )
+    t = ctx.tensors
+    types = ctx.param("condition_types")
+    mixed = mix_conditions([t[f"cond_{c}"] for c in types], mix_weights(ctx, types))
     with torch.no_grad():
-        eps = ctx.model("unet_image")(t["x"], t["timesteps"], mixed)
+        eps = ctx.model(single_unet(ctx))(t["x"], t["timesteps"], mixed)
     return [
         Comparison("mixed_context", mixed, t["mixed_context"], FORWARD_ATOL),
         Comparison("eps", eps, t["eps"], FORWARD_ATOL),
@@ -101,7 +105,7 @@ def _component(ctx: FixtureContext, name: str) -> nn.Module:
 
 
 def check_joint(ctx: FixtureContext) -> list[Comparison]:
-    t, types = ctx.tensors, ctx.params["xtype"]
+    t, types = ctx.tensors, ctx.param("xtype")
     names = {m: UNET_OF_MODALITY[m] for m in types}
     unets = {m: _component(ctx, n) for m, n in names.items()}
     connectors = {m: _component(ctx, f"{n}_connectors") for m, n in names.items()}
@@ -121,9 +125,9 @@ def check_joint(ctx: FixtureContext) -> list[Comparison]:
 
 
 CHECKS = {
-    "unet_image": check_unet_image,
-    "unet_video": check_unet_video,
-    "unet_audio": check_unet_audio,
+    "unet_image": check_single_unet,
+    "unet_video": check_single_unet,
+    "unet_audio": check_single_unet,
     "mix_conditions": check_mix_conditions,
     "joint_image_text": check_joint,
     "joint_video_audio": check_joint,

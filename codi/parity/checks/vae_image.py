@@ -14,7 +14,7 @@ def check_autokl(ctx: FixtureContext) -> list[Comparison]:
     vae = ctx.model("vae_image")
     t = ctx.tensors
     posterior = vae.encode(t["image"]).latent_dist
-    torch.manual_seed(ctx.params["torch_manual_seed"])
+    torch.manual_seed(ctx.torch_seed())
     sample = encode_sample(vae, t["image"])
     return [
         Comparison("posterior_mean", posterior.mean, t["posterior_mean"], FORWARD_ATOL),
