@@ -68,8 +68,8 @@ def skip_init():
 
 
 def random_component(name: str, dtype: torch.dtype, image_only: bool = False) -> torch.nn.Module:
-    from codi.models.registry import model_component
     from codi.models.official_config import OfficialConfig
+    from codi.models.registry import model_component
 
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # no transient float32 copy

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codi.models.registry import model_component
 from codi.models.connectors import _aligned_cross_attention, per_position_tokens
 from codi.models.joint import _environments, joint_forward, resample_tokens
+from codi.models.registry import model_component
 from codi.models.unet_2d import frame_environments, spatial_transformer
 from codi.nano.config import nano_official
 

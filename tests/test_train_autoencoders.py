@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from codi.models.registry import model_component
 from codi.models.optimus_decoding import detokenize, strip_special_words
+from codi.models.registry import model_component
 from codi.models.vocoder import mel_to_waveform
 from codi.nano.config import MEL_FRAMES, TEXT_LATENT, nano_official
 from codi.train import optimus, vae, vocoder

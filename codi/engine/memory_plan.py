@@ -127,7 +127,6 @@ def plan_request(
     The components are the pipeline's own (`codi.pipeline.components.needed_components`).
     """
     from codi.pipeline.components import needed_components
-
     from codi.store.weights import available_components
 
     if precision not in PRECISIONS:

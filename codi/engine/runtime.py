@@ -86,7 +86,8 @@ class RuntimeOptions:
         if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
             raise CoDiUserError("memory budget: give a positive number of GB.")
         if self.quantize != "none" and self.offload == "sequential":
-            raise CoDiUserError("quantize and offload=sequential do not combine; use offload=model.")
+            raise CoDiUserError(
+                "quantize and offload=sequential do not combine; use offload=model.")
 
     @classmethod
     def from_env(

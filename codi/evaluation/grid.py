@@ -56,7 +56,7 @@ def shard_cells(cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
 
 
 def default_pipeline_for(device: str | None = None) -> PipelineFactory:
-    """A factory that opens each distinct (model, runtime) once, with the one pipeline factory (`device`
+    """A factory that opens each distinct (model, runtime) once, through `open_pipeline` (`device`
     replaces an "auto" device, e.g. the GPU accelerate gives this process)."""
     cache: dict[str, Any] = {}
 

@@ -1,6 +1,7 @@
 """Connectors of a 2-D UNet: the environment encoder and the connector cross-attention layers.
 
-A separate component because the released checkpoints do not contain them (reference §2.2); they
+A separate component because the released checkpoints do not contain them (reference §2.2,
+docs/quirks.md); they
 only run in joint generation (codi.models.joint). The environment encoder (official
 `connecters_out`) turns this modality's latent into one unit vector [B, 1, Cc]; each connector-in
 layer (official `input/output_block_connecters_in`) is a SpatialTransformer that runs after its UNet

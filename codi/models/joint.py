@@ -133,7 +133,8 @@ def joint_forward(
     """eps per output modality, all conditioned on the same `context` [B,1,D].
 
     Official behaviour: the connectors run only when more than one modality is generated, and each
-    modality attends to its OWN environment, so no information crosses modalities (quirk Q1). A
+    modality attends to its OWN environment, so no information crosses modalities (quirk Q1,
+    docs/quirks.md). A
     modality whose connectors are None (absent from the released files) skips them, which is
     bit-identical to the official zero-initialised connectors.
 

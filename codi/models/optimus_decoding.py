@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-#: Official generation settings (reference §4.4).
+#: Official generation settings (reference §4.4, docs/quirks.md).
 MAX_LENGTH = 30
 TOP_K = 0
 TOP_P = 1.0

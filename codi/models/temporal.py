@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Attention heads of the temporal attention, fixed whatever the UNet's head count (quirk Q3).
+#: Attention heads of the temporal attention, fixed whatever the UNet's head count
+#: (quirk Q3, docs/quirks.md).
 TEMPORAL_HEADS = 8
 #: Frame rate the official UNet passes to its temporal attention (selects `frame_rate_embeds`).
 FRAMERATE = 4
@@ -43,7 +44,7 @@ def _delay_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
 
 class FrameAxisLayerNorm(nn.Module):
     """Official temporal-attention LayerNorm: on [N, T, C] it normalises over the FRAME axis
-    (dim 1), per channel, with a per-channel gain (quirk Q2). Reproduced as is."""
+    (dim 1), per channel, with a per-channel gain (quirk Q2, docs/quirks.md). Reproduced as is."""
 
     def __init__(self, dim: int):
         super().__init__()

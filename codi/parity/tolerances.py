@@ -1,4 +1,7 @@
-"""Tolerances, as observed between runs of the official code itself (parity README §5)."""
+"""Tolerances, as observed between runs of the official code itself.
+
+See parity README §5 (docs/quirks.md).
+"""
 
 #: One float32 forward pass (UNets, VAEs, vocoder, CLIP, CLAP, Optimus).
 FORWARD_ATOL = 1e-4

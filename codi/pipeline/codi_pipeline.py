@@ -4,8 +4,8 @@
 one token → mix the tokens → draw the starting noise → denoise all outputs together → decode.
 Components are opened from the converted folder only when a request needs them, and a
 `ResidencyManager` (codi/engine/residency.py) keeps on the device only what the current stage
-(encoders → UNets → decoders) and the memory budget allow. Running out of memory retries once with more
-offloading, then fails with a `CoDiUserError` that says what to change.
+(encoders → UNets → decoders) and the memory budget allow. Running out of memory retries once
+with more offloading, then fails with a `CoDiUserError` that says what to change.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class CoDiPipeline:
         if not index_path.is_file():
             raise CoDiUserError(
                 f"{folder} is not a converted CoDi model (no model_index.json). "
-                "Convert the official weights with `python -m codi.convert` or `python -m codi download`."
+                "Convert the official weights with `python -m codi.convert` or "
+                "`python -m codi download`."
             )
         index = json.loads(index_path.read_text())
         if runtime is not None:

@@ -1,4 +1,4 @@
-"""The one way the CLI, the studio and evaluation runs open a pipeline: a folder + RuntimeOptions."""
+"""The one way the CLI, the studio and evaluation runs open a pipeline: folder + RuntimeOptions."""
 
 from __future__ import annotations
 

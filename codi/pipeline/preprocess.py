@@ -3,7 +3,8 @@
 The official code hands `[0, 1]` float frames to the transformers-4.26 CLIP feature extractor, which
 truncates `x·255` to uint8, PIL-bicubic-resizes the short side to 224 (antialiased), centre-crops
 224, divides by 255 and normalises with CLIP's mean/std. Later `CLIPImageProcessor` versions rescale
-floats differently (reference §0.9), so we reproduce those steps here instead of calling it.
+floats differently (reference §0.9, docs/quirks.md), so we reproduce those steps here instead of
+calling it.
 """
 
 from __future__ import annotations

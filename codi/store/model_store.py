@@ -75,7 +75,8 @@ def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
     if text.lower() == "nano":
         return _bundled(NANO_DIR, "CoDi-Nano", "python -m codi.train nano")
     if text.lower() == "tiny":
-        return _bundled(TINY_RANDOM_DIR, "tiny random model", "python -m codi.store.tiny_random build")
+        return _bundled(TINY_RANDOM_DIR, "tiny random model",
+                        "python -m codi.store.tiny_random build")
     if text.lower() not in AUTO:
         path = Path(text).expanduser()
         if not path.exists():

@@ -1,9 +1,10 @@
-"""The embedded default model: a tiny random-weight CoDi shipped in `assets/codi-tiny-random/`.
+"""The tiny random-weight CoDi shipped in `assets/codi-tiny-random/` (`--model tiny`).
 
 It has every component of CoDi (connectors included) with the official structure and tiny
-widths, so the whole any-to-any path runs with no download; its outputs are noise. It stands in
-until the trained embedded model exists. `python -m codi.store.tiny_random build` regenerates it,
-deterministically from a seed.
+widths, so the whole any-to-any path runs with no download and tests run in seconds; its outputs
+are noise. The embedded default is CoDi-Nano (`assets/codi-nano`); this model serves when that
+folder is absent. `python -m codi.store.tiny_random build` regenerates it, deterministically
+from a seed.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def build(dst: Path = TINY_RANDOM_DIR, vocab_dir: Path = VOCAB_DIR, seed: int = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m codi.store.tiny_random", description="Regenerate the embedded tiny random model."
+        prog="python -m codi.store.tiny_random",
+        description="Regenerate the tiny random-weight model in assets/codi-tiny-random.",
     )
     parser.add_argument("command", choices=["build"])
     parser.add_argument("--dest", type=Path, default=TINY_RANDOM_DIR, help="output folder")

@@ -2,7 +2,8 @@
 
 - CLIP (conditioning prompts): `load_clip_tokenizer`, from `vocab.json` + `merges.txt`;
 - Optimus BERT (text encoder): `optimus_bert_tokenizer`, from `bert-base-cased-vocab.txt`;
-- Optimus GPT-2 (text decoder): `optimus_gpt2_tokenizer`, from `gpt2-vocab.json` + `gpt2-merges.txt`.
+- Optimus GPT-2 (text decoder): `optimus_gpt2_tokenizer`, from `gpt2-vocab.json` and
+  `gpt2-merges.txt`.
 
 Every file is found by `read_vocab_file` under its Hub or official name, plain or gzip'd, with the
 parity data's `clip_` / `optimus_` prefixes. A converted folder keeps each tokenizer in a

@@ -6,7 +6,8 @@ to the text tower; then the text tower is the frozen anchor: the vision tower's 
 are fine-tuned to it on captioned videos, and CLAP is aligned to it on captioned sounds.
 
 Every input goes through the exact preprocessing the pipeline uses at inference
-(`codi.pipeline.conditioning`, `codi.pipeline.preprocess.clip_pixels`, the CLAP front end of `codi.models.clap_features`).
+(`codi.pipeline.conditioning`, `codi.pipeline.preprocess.clip_pixels`, the CLAP front end of
+`codi.models.clap_features`).
 That preprocessing is the slow part, so each stage draws a pool of world samples once, keeps it
 preprocessed (CLIP pixels as the uint8 they are before normalising; CLAP log-mels) and trains on
 batches drawn from the pool.
@@ -37,10 +38,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from codi.models.registry import model_component
 from codi.models.clap_features import clap_log_mel
 from codi.models.clip import tokenize
 from codi.models.official_config import OfficialConfig
+from codi.models.registry import model_component
 from codi.nano import world
 from codi.pipeline.conditioning import (
     ConditionEncoder,

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codi.models.registry import model_component
 from codi.models.joint import UNET_OF_MODALITY, joint_forward
 from codi.models.official_config import OfficialConfig
+from codi.models.registry import model_component
 from codi.nano.world import AUDIO_SECONDS, VIDEO_SECONDS
 from codi.pipeline.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context

@@ -1,8 +1,8 @@
 """Stage 1 latent diffusion: each UNet learns to predict the noise on its modality's latents.
 
 Latents and conditioning tokens come from the latent cache (`codi.train.latent_cache`); the noise
-schedule is CoDi's (scaled-linear betas, 1000 steps — `codi.pipeline.sampling.make_scheduler`). The image
-UNet trains on images and, every other step, on 8-frame videos (its temporal layers).
+schedule is CoDi's (scaled-linear betas, 1000 steps: `codi.pipeline.sampling.make_scheduler`).
+The image UNet trains on images and, every other step, on 8-frame videos (its temporal layers).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codi.models.registry import model_component
 from codi.models.joint import UNET_OF_MODALITY
 from codi.models.official_config import OfficialConfig
+from codi.models.registry import model_component
 from codi.pipeline.sampling import make_scheduler
 from codi.train.conditioning_mix import pick_context
 from codi.train.loop import TrainSpec, run_stage

@@ -19,9 +19,9 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from codi.models.registry import model_component
 from codi.models.mel import wav_to_fbank
 from codi.models.official_config import OfficialConfig
+from codi.models.registry import model_component
 from codi.nano import world
 from codi.nano.config import MEL_FRAMES, NUM_FRAMES
 from codi.pipeline.decoding import to_uint8

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SpeechT5HifiGan
 
-from codi.models.registry import model_component
 from codi.models.mel import HOP_LENGTH, log_mel, normalize_waveform
 from codi.models.official_config import OfficialConfig
+from codi.models.registry import model_component
 from codi.models.vocoder import mel_to_waveform
 from codi.nano import world
 from codi.nano.config import AUDIO_SAMPLES, MEL_FRAMES

@@ -1,4 +1,7 @@
-"""Parity checks for CLAP (parity README §3.9): front end, embeddings, official NumPy-RNG crop."""
+"""Parity checks for CLAP (parity README §3.9, docs/quirks.md).
+
+The front end, the embeddings, and the official NumPy-seeded crop of long clips.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parity check of the Optimus text VAE (fixture `optimus`, parity README §3.7)."""
+"""Parity check of the Optimus text VAE (fixture `optimus`, parity README §3.7, docs/quirks.md)."""
 
 from __future__ import annotations
 

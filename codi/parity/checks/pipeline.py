@@ -80,7 +80,8 @@ def condition_value(ctx: FixtureContext, value: str, kind: str):
     return tensor.numpy()
 
 
-#: `model_module.inference`'s own default for an omitted `mix_weight` (reference §3): equal weights.
+#: `model_module.inference`'s own default for an omitted `mix_weight`: equal weights
+#: (reference §3, docs/quirks.md).
 OFFICIAL_MIX_WEIGHT = {"video": 1, "audio": 1, "text": 1, "image": 1}
 
 
