@@ -1,15 +1,15 @@
 """Stage 1: the Optimus text VAE (BERT encoder → latent → GPT-2 decoder) on world captions.
 
-Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids
-of `codi.store.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2
+Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids of
+`codi.store.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2
 tokenizer with the added specials, so `codi.models.optimus_decoding.decode_latents` turns a latent
 back into the caption. Loss: token cross-entropy of the decoder (summed over a caption, decoder
-input with word dropout) given the *detached* posterior mean, plus cross-entropy of a
-training-only linear head that reads each object's colour, shape, position and motion from
-that mean. So the encoder is shaped only by the attribute head and the decoder only learns to read it: trained jointly by the
-caption loss, the latent kept position and motion but never colour or shape (docs/nano.md,
-Stage 1). The latent path starts at unit gain (`fresh_optimus`). The text scale factor is
-1 / std of the posterior means of a fixed set of captions.
+input with word dropout) given the *detached* posterior mean, plus cross-entropy of a training-only
+linear head that reads each object's colour, shape, position and motion from that mean. So the
+encoder is shaped only by the attribute head and the decoder only learns to read it: trained jointly
+by the caption loss, the latent kept position and motion but never colour or shape (docs/nano.md,
+Stage 1). The latent path starts at unit gain (`fresh_optimus`). The text scale factor is 1 / std of
+the posterior means of a fixed set of captions.
 """
 
 from __future__ import annotations
