@@ -139,4 +139,4 @@ def test_joint_generation_runs_through_the_pipeline_with_connectors():
     assert result.images[0].size == (64, 64)
     assert result.videos[0].shape == (2, 64, 64, 3) and result.videos[0].dtype == np.uint8
     assert np.isfinite(result.audios[0]).all() and result.audios[0].size > 0
-    assert isinstance(result.texts[0], str)
+    assert result.texts[0].strip()  # the random decoder still writes words

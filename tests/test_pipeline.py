@@ -49,9 +49,20 @@ def test_each_output_alone(pipe, output):
     elif output == "audio":
         assert result.audios[0].shape == (163872,)
         assert np.all(np.abs(result.audios[0]) <= 1)
-    else:
-        assert isinstance(result.texts[0], str)
+    else:  # words, the same ones again for the same seed
+        again = run(pipe, [ConditionInput("text", "a bell")], [output])
+        assert result.texts[0].strip() and result.texts == again.texts
     assert result.metadata["outputs"] == [output]
+
+
+def test_connectors_change_a_joint_output_and_switching_them_off_restores_it(pipe):
+    inputs, outputs = [ConditionInput("text", "a bell")], ["image", "audio"]
+    on = run(pipe, inputs, outputs)
+    off = run(pipe, inputs, outputs, connectors=False)
+    again_off = run(pipe, inputs, outputs, connectors=False)
+    image_on, image_off = (np.asarray(r.images[0], dtype=np.int16) for r in (on, off))
+    assert np.abs(image_on - image_off).max() > 0  # the tiny model's connectors act
+    assert np.array_equal(np.asarray(off.images[0]), np.asarray(again_off.images[0]))
 
 
 def test_all_inputs_to_all_outputs_and_files(pipe, tmp_path):
