@@ -159,7 +159,7 @@ def test_generate_prints_paths_and_the_model_note(monkeypatch, tmp_path, capsys)
 def test_models_lists_the_resolved_model(capsys):
     assert cli.main(["models", "--model", "tiny"]) == 0
     out = capsys.readouterr().out
-    assert "kind: embedded-random" in out and "unet_image_connectors" in out
+    assert "kind: tiny-random" in out and "unet_image_connectors" in out
 
 
 def test_generate_end_to_end_with_the_embedded_model(tmp_path):

@@ -1,4 +1,4 @@
-"""The embedded tiny random model in assets/ and the tokenizers saved inside model folders."""
+"""The tiny random model in assets/ and the tokenizers saved inside model folders."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def index() -> dict:
 
 def test_shipped_folder_is_complete_small_and_hashed():
     info = index()
-    assert info["kind"] == "embedded-random" and "random-weight" in info["note"]
+    assert info["kind"] == "tiny-random" and "random-weight" in info["note"]
     names = [spec.name for spec in all_specs()]
     assert available_components(TINY_RANDOM_DIR) == sorted(names)
     for name in names:
@@ -125,7 +125,7 @@ def test_joint_generation_runs_through_the_pipeline_with_connectors():
     from codi.pipeline.request import ConditionInput, GenerationRequest, GenerationSettings
 
     pipeline = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR)
-    assert pipeline.model_info["kind"] == "embedded-random"
+    assert pipeline.model_info["kind"] == "tiny-random"
     outputs = ["image", "audio", "text", "video"]
     connectors = pipeline.connectors(outputs)
     assert all(connectors[m] is not None for m in outputs)

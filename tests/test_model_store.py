@@ -34,7 +34,7 @@ def test_auto_falls_back_to_the_embedded_model_with_a_plain_note():
     for spec in (None, "auto", "embedded", "tiny"):
         resolved = resolve_model(spec)
         assert resolved.folder == TINY_RANDOM_DIR.resolve()
-        assert resolved.kind == "embedded-random"
+        assert resolved.kind == "tiny-random"
         assert "random-weight" in resolved.note and "`python -m codi download`" in resolved.note
 
 
@@ -48,7 +48,7 @@ def test_auto_prefers_the_downloaded_model(tmp_path):
 
 def test_a_half_written_download_is_ignored(tmp_path):
     default_model_dir().mkdir(parents=True)  # no model_index.json yet
-    assert resolve_model("auto").kind == "embedded-random"
+    assert resolve_model("auto").kind == "tiny-random"
 
 
 def test_configured_folder_comes_first(tmp_path, monkeypatch):
@@ -87,7 +87,7 @@ def test_nano_is_the_embedded_default_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(model_store, "NANO_DIR", nano)
     for spec in (None, "auto", "embedded", "nano"):
         assert resolve_model(spec) == model_store.ResolvedModel(nano.resolve(), "nano", "nano note")
-    assert resolve_model("tiny").kind == "embedded-random"
+    assert resolve_model("tiny").kind == "tiny-random"
 
 
 def test_missing_nano_says_how_to_train_it():

@@ -83,7 +83,7 @@ def test_all_inputs_to_all_outputs_and_files(pipe, tmp_path):
     meta = read_png_metadata(next(p for p in paths if p.suffix == ".png"))
     assert meta["settings"]["seed"] == 11
     assert meta["video_audio"]["reconcile"] == "trim_audio"
-    assert meta["model"]["kind"] == "embedded-random"
+    assert meta["model"]["kind"] == "tiny-random"
     assert meta["model"]["weights_sha256"]["unet_image"]
 
 

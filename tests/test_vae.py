@@ -14,7 +14,7 @@ from codi.convert.maps import audio, vae_image
 from codi.convert.spec import ComponentSpec, UnknownKeyError
 from codi.models import mel
 from codi.models.official_config import OfficialConfig
-from codi.models.vae import decode_audio_latents, decode_latents
+from codi.models.vae import decode_audio_latents, decode_image_latents
 from codi.parity.checks import CHECKS
 from codi.parity.fixtures import FixtureContext, load_fixture_tensors, read_index
 from codi.store.weights import load_component
@@ -105,8 +105,8 @@ def test_video_latents_decode_frame_by_frame(models):
     vae = models["vae_image"]
     z = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        video = decode_latents(vae, z)
-        frames = [decode_latents(vae, z[:, :, f]) for f in range(2)]
+        video = decode_image_latents(vae, z)
+        frames = [decode_image_latents(vae, z[:, :, f]) for f in range(2)]
     assert video.shape == (1, 3, 2, 64, 64)
     for f, frame in enumerate(frames):
         torch.testing.assert_close(video[:, :, f], frame, atol=1e-5, rtol=0)
@@ -117,11 +117,11 @@ def test_audio_latent_guard(models):
     z = torch.randn(1, 8, 8, 16, generator=torch.Generator().manual_seed(1))
     big, moderate = z * (120 / z.abs().max()), z * (90 / z.abs().max())
     with torch.no_grad():
-        clipped = decode_latents(vae, big.clamp(-10, 10))
+        clipped = decode_image_latents(vae, big.clamp(-10, 10))
         torch.testing.assert_close(decode_audio_latents(vae, big), clipped)
-        unguarded = decode_latents(vae, moderate)
+        unguarded = decode_image_latents(vae, moderate)
         assert torch.equal(decode_audio_latents(vae, moderate), unguarded)
-        assert not torch.allclose(unguarded, decode_latents(vae, moderate.clamp(-10, 10)))
+        assert not torch.allclose(unguarded, decode_image_latents(vae, moderate.clamp(-10, 10)))
 
 
 def test_stft_matches_tacotron_conv_bases():

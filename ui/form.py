@@ -32,7 +32,7 @@ FIELDS: tuple[str, ...] = (
     *(f"{slot}{part}" for slot in SLOTS for part in ("", "_weight", "_on")),
     "video_soundtrack", "outputs", *SETTING_FIELDS,
 )
-#: Steps on the embedded tiny random model, whose outputs are noise at any step count.
+#: Steps on the tiny random model, whose outputs are noise at any step count.
 EMBEDDED_STEPS = 10
 
 

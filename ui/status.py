@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from codi.store.model_store import ResolvedModel
+from codi.store.tiny_random import TINY_RANDOM_KIND
 from codi.store.weights import available_components
 
 HOW_TO_GET_CODI = (
@@ -46,9 +47,9 @@ def status_markdown(model: ResolvedModel, device: str, dtype: str) -> str:
     memory = memory_line(device)
     if memory:
         facts.append(memory)
-    if model.kind == "embedded-random":
+    if model.kind == TINY_RANDOM_KIND:
         return (
-            "**Model: the embedded tiny random-weight CoDi** — it runs the whole any-to-any "
+            "**Model: the tiny random-weight CoDi** — it runs the whole any-to-any "
             "path offline, but its outputs are noise. " + " · ".join(facts) + "\n\n"
             + HOW_TO_GET_CODI
         )

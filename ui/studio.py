@@ -22,6 +22,7 @@ from codi.pipeline.factory import open_pipeline
 from codi.pipeline.request import GenerationRequest
 from codi.pipeline.result import GenerationResult
 from codi.store.model_store import resolve_model
+from codi.store.tiny_random import TINY_RANDOM_KIND
 from ui.form import apply_model_defaults
 from ui.status import status_markdown
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
@@ -107,7 +108,8 @@ class Studio:
 
     @property
     def embedded(self) -> bool:
-        return self.model.kind == "embedded-random"
+        """Whether the tiny random-weight model serves (the form then asks for little work)."""
+        return self.model.kind == TINY_RANDOM_KIND
 
     def status(self) -> str:
         return status_markdown(self.model, self.device, self.dtype)

@@ -118,7 +118,7 @@ def strip_special_words(text: str) -> str:
 
 
 @torch.no_grad()
-def decode_latents(
+def decode_text_latents(
     decoder: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     latents: torch.Tensor,

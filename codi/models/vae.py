@@ -67,11 +67,11 @@ def encode_sample(
     return vae.config.scaling_factor * vae.encode(x).latent_dist.sample(generator)
 
 
-def decode_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
+def decode_image_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     """decode(z / scaling_factor); a 5-D video latent (b,c,f,h,w) is decoded frame by frame."""
     if z.dim() == 5:
         b, c, f, h, w = z.shape
-        frames = decode_latents(vae, z.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
+        frames = decode_image_latents(vae, z.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w))
         return frames.reshape(b, f, *frames.shape[1:]).permute(0, 2, 1, 3, 4)
     return vae.decode(z / vae.config.scaling_factor).sample
 
@@ -80,7 +80,7 @@ def decode_audio_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     """Audio latent (b,8,T/4,16) → log-mel (b,1,T,64), with the official safeguard applied."""
     if z.abs().max() > AUDIO_LATENT_GUARD:
         z = z.clamp(-AUDIO_LATENT_CLIP, AUDIO_LATENT_CLIP)
-    return decode_latents(vae, z)
+    return decode_image_latents(vae, z)
 
 
 def encode_audio_posterior(

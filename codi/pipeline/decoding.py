@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from codi.models.optimus_decoding import decode_latents as decode_text_latents
-from codi.models.optimus_decoding import postprocess_text
-from codi.models.vae import decode_audio_latents, decode_latents
+from codi.models.optimus_decoding import decode_text_latents, postprocess_text
+from codi.models.vae import decode_audio_latents, decode_image_latents
 from codi.models.vocoder import mel_to_waveform
 from codi.pipeline.request import TextDecoding
 
@@ -31,7 +30,7 @@ class LatentDecoder:
     def image_pixels(self, z: torch.Tensor) -> np.ndarray:
         """[n,4,h,w] → uint8 [n,H,W,3]."""
         vae = self.component("vae_image")
-        pixels = decode_latents(vae, z.to(vae.device, vae.dtype))
+        pixels = decode_image_latents(vae, z.to(vae.device, vae.dtype))
         return to_uint8(pixels.permute(0, 2, 3, 1))
 
     def images(self, z: torch.Tensor) -> list[Image.Image]:

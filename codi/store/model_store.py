@@ -9,7 +9,7 @@ from pathlib import Path
 
 from codi.errors import CoDiUserError
 from codi.store.assets import NANO_DIR
-from codi.store.tiny_random import EMBEDDED_NOTE, TINY_RANDOM_DIR
+from codi.store.tiny_random import TINY_RANDOM_DIR, TINY_RANDOM_KIND, TINY_RANDOM_NOTE
 
 #: A folder holding a converted model, used by "auto" before anything else.
 MODEL_DIR_ENV = "CODI_MODEL_DIR"
@@ -17,6 +17,8 @@ MODEL_DIR_ENV = "CODI_MODEL_DIR"
 HOME_ENV = "CODI_HOME"
 FULL_MODEL_NAME = "ZinengTang--CoDi"
 AUTO = ("auto", "")
+#: Kind names older folders carry → today's.
+LEGACY_KINDS = {"embedded-random": TINY_RANDOM_KIND}
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ def describe(folder: Path) -> ResolvedModel:
     folder = Path(folder).expanduser().resolve()
     index = read_model_index(folder)
     kind = str(index.get("kind", "full"))
-    note = str(index.get("note", EMBEDDED_NOTE if kind == "embedded-random" else ""))
+    kind = LEGACY_KINDS.get(kind, kind)
+    note = str(index.get("note", TINY_RANDOM_NOTE if kind == TINY_RANDOM_KIND else ""))
     return ResolvedModel(folder=folder, kind=kind, note=note)
 
 

@@ -21,10 +21,10 @@ import torch
 from codi.models.official_config import FULL_CODI_CONFIG, OfficialConfig
 from codi.store.assets import TINY_RANDOM_DIR, VOCAB_DIR
 
-EMBEDDED_KIND = "embedded-random"
-EMBEDDED_ID = "codi-tiny-random"
+TINY_RANDOM_KIND = "tiny-random"
+TINY_RANDOM_ID = "codi-tiny-random"
 SEED = 20230519
-EMBEDDED_NOTE = (
+TINY_RANDOM_NOTE = (
     "tiny random-weight model: outputs are noise until you download the full model with "
     "`python -m codi download`"
 )
@@ -147,7 +147,8 @@ def build(dst: Path = TINY_RANDOM_DIR, vocab_dir: Path = VOCAB_DIR, seed: int = 
             for key, value in module.state_dict().items()
         }
         sha256[spec.name] = write_component(dst / spec.name, spec, official, tensors)
-    extra = {"kind": EMBEDDED_KIND, "model_id": EMBEDDED_ID, "note": EMBEDDED_NOTE, "seed": seed}
+    extra = {"kind": TINY_RANDOM_KIND, "model_id": TINY_RANDOM_ID, "note": TINY_RANDOM_NOTE,
+             "seed": seed}
     write_model_index(dst, official, specs, sha256, extra)
     save_tokenizers(dst, vocab_dir)
     return dst

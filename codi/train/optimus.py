@@ -2,14 +2,14 @@
 
 Both halves see text exactly as the pipeline handles it: the encoder the lower-cased BERT ids of
 `codi.store.tokenizers.optimus_bert_token_ids`, the decoder "<BOS> caption <EOS>" in the GPT-2
-tokenizer with the added specials, so `codi.models.optimus_decoding.decode_latents` turns a latent
-back into the caption. Loss: token cross-entropy of the decoder (summed over a caption, decoder
-input with word dropout) given the *detached* posterior mean, plus cross-entropy of a training-only
-linear head that reads each object's colour, shape, position and motion from that mean. So the
-encoder is shaped only by the attribute head and the decoder only learns to read it: trained jointly
-by the caption loss, the latent kept position and motion but never colour or shape (docs/nano.md,
-Stage 1). The latent path starts at unit gain (`fresh_optimus`). The text scale factor is 1 / std of
-the posterior means of a fixed set of captions.
+tokenizer with the added specials, so `codi.models.optimus_decoding.decode_text_latents` turns a
+latent back into the caption. Loss: token cross-entropy of the decoder (summed over a caption,
+decoder input with word dropout) given the *detached* posterior mean, plus cross-entropy of a
+training-only linear head that reads each object's colour, shape, position and motion from that
+mean. So the encoder is shaped only by the attribute head and the decoder only learns to read it:
+trained jointly by the caption loss, the latent kept position and motion but never colour or shape
+(docs/nano.md, Stage 1). The latent path starts at unit gain (`fresh_optimus`). The text scale
+factor is 1 / std of the posterior means of a fixed set of captions.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 from transformers import BertTokenizer, GPT2Tokenizer
 
 from codi.models.official_config import OfficialConfig
-from codi.models.optimus_decoding import decode_latents, postprocess_text
+from codi.models.optimus_decoding import decode_text_latents, postprocess_text
 from codi.models.registry import model_component
 from codi.nano import world
 from codi.store.assets import VOCAB_DIR
@@ -167,7 +167,7 @@ def train_optimus(
 
 def _decode_captions(encoder: nn.Module, decoder: nn.Module, captions: list[str]) -> list[str]:
     """Greedy pipeline decoding of the captions' latents, post-processed as the pipeline does."""
-    texts = decode_latents(decoder, tokenizers()[1], encode_captions(encoder, captions),
+    texts = decode_text_latents(decoder, tokenizers()[1], encode_captions(encoder, captions),
                            greedy=True)
     return [postprocess_text(t) for t in texts]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from codi.models.optimus_decoding import decode_latents, detokenize, postprocess_text
+from codi.models.optimus_decoding import decode_text_latents, detokenize, postprocess_text
 from codi.parity.fixtures import Comparison, FixtureContext, MissingParameter
 from codi.parity.tolerances import EXACT, FORWARD_ATOL
 from codi.store.tokenizers import (
@@ -83,7 +83,7 @@ def check_optimus(ctx: FixtureContext) -> list[Comparison]:
     greedy_texts = [detokenize(gpt2_tok, ids.tolist()) for ids in greedy_ids]
     out += texts_compared("greedy_decoded", greedy_texts, ctx.extra("greedy_decoded"))
     torch.manual_seed(seed)
-    texts = decode_latents(decoder, gpt2_tok, latents)
+    texts = decode_text_latents(decoder, gpt2_tok, latents)
     out += texts_compared(sampled_key, texts, ctx.extra(sampled_key))
     out += texts_compared(
         "model_module_text_postprocess",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from codi.models.vae import decode_latents, encode_sample
+from codi.models.vae import decode_image_latents, encode_sample
 from codi.parity.fixtures import Comparison, FixtureContext
 from codi.parity.tolerances import FORWARD_ATOL
 
@@ -20,9 +20,10 @@ def check_autokl(ctx: FixtureContext) -> list[Comparison]:
         Comparison("posterior_mean", posterior.mean, t["posterior_mean"], FORWARD_ATOL),
         Comparison("posterior_logvar", posterior.logvar, t["posterior_logvar"], FORWARD_ATOL),
         Comparison("encode_sample", sample, t["encode_sample_seed81"], FORWARD_ATOL),
-        Comparison("decoded", decode_latents(vae, t["z"]), t["decoded"], FORWARD_ATOL),
+        Comparison("decoded", decode_image_latents(vae, t["z"]), t["decoded"], FORWARD_ATOL),
         Comparison(
-            "decoded_video", decode_latents(vae, t["z_video"]), t["decoded_video"], FORWARD_ATOL
+            "decoded_video", decode_image_latents(vae, t["z_video"]), t["decoded_video"],
+            FORWARD_ATOL,
         ),
     ]
 
