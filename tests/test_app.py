@@ -10,7 +10,6 @@ from PIL import Image
 from codi.errors import CoDiUserError
 from codi.pipeline.request import GenerationRequest, GenerationSettings
 from codi.pipeline.result import GenerationResult
-from codi.store.assets import EXAMPLES_DIR
 from codi.store.model_store import resolve_model
 from ui.examples import EXAMPLES
 from ui.form import FIELDS, default_form, describe_inputs, request_from_form
@@ -181,15 +180,3 @@ def test_nano_examples_are_valid_requests_at_the_models_defaults():
         assert request.settings.image_size == NANO_DEFAULTS["image_size"]
     outputs = set().union(*(ex.form()["outputs"] for ex in NANO_EXAMPLES))
     assert outputs == {"text", "image", "audio", "video"}
-
-
-def test_make_examples_reproduces_the_committed_media(tmp_path):
-    from ui.make_examples import make_examples
-
-    written = make_examples(tmp_path)
-    assert sorted(p.name for p in written) == sorted(
-        p.name for p in EXAMPLES_DIR.iterdir() if p.suffix != ".json")
-    for path in written:
-        if path.suffix in (".png", ".wav"):
-            assert path.read_bytes() == (EXAMPLES_DIR / path.name).read_bytes(), path.name
-    assert sum(p.stat().st_size for p in EXAMPLES_DIR.iterdir()) < 500_000

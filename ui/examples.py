@@ -1,4 +1,5 @@
-"""Ready-made requests over the media in assets/examples/ (made by `python -m ui.make_examples`)."""
+"""Ready-made requests over the media in assets/examples/ (made by
+`python -m codi.media.examples`)."""
 
 from __future__ import annotations
 

@@ -11,5 +11,5 @@ NANO_DIR = ASSETS_DIR / "codi-nano"
 TINY_RANDOM_DIR = ASSETS_DIR / "codi-tiny-random"
 #: The tokenizer vocabularies CoDi uses (CLIP, Optimus BERT and GPT-2).
 VOCAB_DIR = ASSETS_DIR / "vocab"
-#: The studio's example media (`python -m ui.make_examples`).
+#: The studio's example media (`python -m codi.media.examples`).
 EXAMPLES_DIR = ASSETS_DIR / "examples"

@@ -11,6 +11,13 @@ from codi.evaluation.spec import PromptItem
 from codi.evaluation.store import Cell
 
 OUTPUT_KINDS = ("image", "audio", "video", "text")
+#: Rating criteria shown per output (a session with more shows its first ones).
+MAX_CRITERIA = 6
+#: Answer → (button text, elem_id): the keyboard shortcuts (ui.evaluation.keys) click these.
+VOTES = {"A": ("A is better  [1]", "eval-vote-a"), "B": ("B is better  [2]", "eval-vote-b"),
+         "tie": ("Tie  [3]", "eval-vote-tie"), "both_bad": ("Both bad  [4]", "eval-vote-both-bad")}
+#: Answer → how the vote status line says it.
+VERDICTS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
 
 
 def session_label(session: dict[str, Any]) -> str:

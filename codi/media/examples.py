@@ -1,4 +1,4 @@
-"""`python -m ui.make_examples`: draw, synthesise and encode the studio's example media.
+"""`python -m codi.media.examples`: draw, synthesise and encode the studio's example media.
 
 Everything is made from code (PIL drawings, NumPy sounds, an MP4 via codi.media.writers), so
 the examples carry no third-party content. Output: assets/examples/ (small files, committed).
