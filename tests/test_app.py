@@ -164,7 +164,7 @@ def test_examples_exist_and_are_valid_requests():
     assert {"text", "image", "audio", "video"} in outputs  # a multi-output case with all four
     for example in EXAMPLES:
         assert all(path.is_file() for path in example.files()), example.title
-        request = request_from_form(example.form(embedded=True))
+        request = request_from_form(example.form(tiny_random=True))
         assert request.settings.steps == 10
     assert any(len(request_from_form(ex.form()).inputs) > 1 for ex in EXAMPLES)
 

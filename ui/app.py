@@ -126,12 +126,12 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
     studio tab, and the evaluation tab keeping its sessions in `data_dir` (see
     `codi.evaluation.data_dir`)."""
     studio = studio or Studio()
-    defaults = default_form(studio.embedded, studio.pipeline.defaults)
+    defaults = default_form(studio.tiny_random, studio.pipeline.defaults)
     with gr.Blocks(title="CoDi Studio", analytics_enabled=False) as app:
         gr.Markdown("# CoDi Studio\nAny-to-any generation with Composable Diffusion: mix text, "
                     "images, sounds and videos in; get any of them out.", elem_id="studio-header")
         banner = gr.Markdown(studio.status(), elem_id="model-status",
-                             elem_classes="embedded" if studio.embedded else None)
+                             elem_classes="tiny-random" if studio.tiny_random else None)
         with gr.Tab("Studio", id="studio"):
             examples = examples_for(studio.model.kind)
             tab = _studio_tab(studio, defaults, examples)

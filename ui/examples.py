@@ -19,12 +19,12 @@ class Example:
     title: str
     values: dict[str, Any] = field(default_factory=dict)
 
-    def form(self, embedded: bool = False, model_defaults: dict | None = None) -> dict[str, Any]:
+    def form(self, tiny_random: bool = False, model_defaults: dict | None = None) -> dict[str, Any]:
         values = dict(self.values)
         for slot in SLOTS:
             if slot_modality(slot) != "text" and values.get(slot):
                 values[slot] = str(EXAMPLES_DIR / values[slot])
-        return complete_form(values, embedded, model_defaults)
+        return complete_form(values, tiny_random, model_defaults)
 
     def files(self) -> list[Path]:
         return [EXAMPLES_DIR / v for k, v in self.values.items()

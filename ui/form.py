@@ -33,7 +33,7 @@ FIELDS: tuple[str, ...] = (
     "video_soundtrack", "outputs", *SETTING_FIELDS,
 )
 #: Steps on the tiny random model, whose outputs are noise at any step count.
-EMBEDDED_STEPS = 10
+TINY_RANDOM_STEPS = 10
 
 
 def slot_modality(slot: str) -> str:
@@ -41,7 +41,7 @@ def slot_modality(slot: str) -> str:
     return slot.rstrip("2")
 
 
-def default_form(embedded: bool = False, model_defaults: dict | None = None) -> dict[str, Any]:
+def default_form(tiny_random: bool = False, model_defaults: dict | None = None) -> dict[str, Any]:
     """The form as the page opens: first slots on, second slots off, the model's settings
     (the official ones unless the model folder says otherwise, as CoDi-Nano does)."""
     settings = GenerationSettings(**(model_defaults or {}))
@@ -53,7 +53,7 @@ def default_form(embedded: bool = False, model_defaults: dict | None = None) -> 
     form |= {
         "video_soundtrack": False,
         "outputs": ["image"],
-        "steps": EMBEDDED_STEPS if embedded else settings.steps,
+        "steps": TINY_RANDOM_STEPS if tiny_random else settings.steps,
         "guidance_scale": settings.guidance_scale,
         "negative_text": "",
         "seed": 0,
@@ -70,14 +70,14 @@ def default_form(embedded: bool = False, model_defaults: dict | None = None) -> 
 
 
 def complete_form(
-    values: dict[str, Any], embedded: bool = False, model_defaults: dict | None = None
+    values: dict[str, Any], tiny_random: bool = False, model_defaults: dict | None = None
 ) -> dict[str, Any]:
     """`values` over the defaults; unknown names are a user error (a typo in an API call)."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise CoDiUserError(f"Unknown field(s) {', '.join(unknown)}; the fields are: "
                             f"{', '.join(FIELDS)}.")
-    return default_form(embedded, model_defaults) | values
+    return default_form(tiny_random, model_defaults) | values
 
 
 def _has_value(value: Any) -> bool:

@@ -128,7 +128,7 @@ class StudioHandlers:
 
     def pick_example(self, index: int) -> list[Any]:
         """Load an example's form and clear the results and the status."""
-        example = self.examples[index].form(self.studio.embedded, self.studio.pipeline.defaults)
+        example = self.examples[index].form(self.studio.tiny_random, self.studio.pipeline.defaults)
         return [*self.restore(example), *result_values(None), ""]
 
     def pick_history(self, entries: list[HistoryEntry], evt: gr.SelectData) -> list[Any]:

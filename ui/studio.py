@@ -107,7 +107,7 @@ class Studio:
         self._counter = itertools.count(1)
 
     @property
-    def embedded(self) -> bool:
+    def tiny_random(self) -> bool:
         """Whether the tiny random-weight model serves (the form then asks for little work)."""
         return self.model.kind == TINY_RANDOM_KIND
 

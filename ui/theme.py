@@ -12,7 +12,7 @@ CSS = """
 #studio-header p { margin-top: .2em; opacity: .8; }
 #model-status { border-left: 4px solid var(--color-accent); padding: .4em 1em;
   background: var(--block-background-fill); border-radius: 6px; }
-#model-status.embedded { border-left-color: #f59e0b; }
+#model-status.tiny-random { border-left-color: #f59e0b; }
 .hint { font-size: .85em; opacity: .75; margin: .1em .3em .4em; }
 .hint p { margin: 0; }
 #inputs-summary { min-height: 1.6em; font-size: .95em; }
