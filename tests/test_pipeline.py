@@ -222,3 +222,22 @@ def test_joint_generation_tells_the_connectors_each_outputs_seconds(pipe, monkey
     assert seen and all(d == seen[0] for d in seen)
     assert seen[0]["video"] == pytest.approx(3 / 4.0)
     assert seen[0]["audio"] == pytest.approx(result.audios[0].shape[0] / 16000, abs=0.01)
+
+
+def test_the_denoising_loop_stays_on_the_device(pipe, monkeypatch):
+    """No step copies a noise prediction or a latent back to the CPU (costly on a GPU)."""
+    import torch
+
+    latents = pipe.prepare_latents(["image", "text"], fast(), torch.Generator().manual_seed(1))
+    context = torch.zeros(2, 1, pipe.component("unet_image").config.context_dim)
+    copies: list[str] = []
+    original_cpu = torch.Tensor.cpu
+
+    def counting_cpu(self, *args, **kwargs):
+        copies.append("cpu")
+        return original_cpu(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+    final = pipe.denoise(latents, context, fast(), pipe.random_sources(1, False))
+    assert copies == []
+    assert all(x.device == pipe.device and x.dtype == torch.float32 for x in final.values())

@@ -315,7 +315,7 @@ class CoDiPipeline:
         cancel: threading.Event | None = None,
         on_result: Callable | None = None,
     ) -> dict[str, torch.Tensor]:
-        """DDIM with guidance over every output at once; cancellable between steps."""
+        """DDIM with guidance over every output at once, on the device; cancellable between steps."""
         outputs = list(latents)
         image_only = IMAGE_ONLY if "video" not in outputs else None
         unets = {
@@ -330,14 +330,14 @@ class CoDiPipeline:
         def denoise_fn(model_in, timesteps, ctx):
             eps = joint_forward(
                 unets,
-                {m: x.to(self.device, self.dtype) for m, x in model_in.items()},
+                {m: x.to(self.dtype) for m, x in model_in.items()},
                 timesteps.to(self.device),
                 ctx,
                 connectors=connectors,
                 cross_modal=settings.cross_modal,
                 durations=durations,
             )
-            return {m: e.float().cpu() for m, e in eps.items()}
+            return {m: e.float() for m, e in eps.items()}
 
         def after_step(step):
             if rng.official:  # the official sampler draws (and discards) noise every step
@@ -352,8 +352,11 @@ class CoDiPipeline:
 
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled("Generation cancelled.")
+        # The noise was drawn on the CPU (device-independent seeds); it moves to the device once
+        # and the whole loop stays there, in float32 between the UNet calls.
+        on_device = {m: x.to(self.device, torch.float32) for m, x in latents.items()}
         return sample_ddim(
-            denoise_fn, latents, context, self.scheduler, settings.steps,
+            denoise_fn, on_device, context, self.scheduler, settings.steps,
             settings.guidance_scale, on_step=after_step,
         )
 
