@@ -18,6 +18,7 @@ from codi.errors import CoDiUserError, GenerationCancelled
 from codi.evaluation.batch import add_batch_arguments, run_batch_command
 from codi.pipeline.request import (
     MODALITIES,
+    SAMPLER_NAMES,
     ConditionInput,
     GenerationRequest,
     GenerationSettings,
@@ -78,6 +79,8 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
                      help=f"comma-separated, from {','.join(MODALITIES)} (default: image)")
     out.add_argument("--steps", type=int,
                      help=f"denoising steps (default: the model's; official {d.steps})")
+    out.add_argument("--sampler", choices=SAMPLER_NAMES,
+                     help="denoising sampler (default: the model's; official ddim)")
     out.add_argument("--guidance", type=float,
                      help=f"guidance scale (default: the model's; official {d.guidance_scale})")
     out.add_argument("--negative", metavar="PROMPT", help="negative prompt")
@@ -160,7 +163,7 @@ def build_request(
                 use_soundtrack=modality == "video" and args.video_soundtrack,
             ))
     settings = GenerationSettings(
-        steps=flag_or(args.steps, base.steps),
+        steps=flag_or(args.steps, base.steps), sampler=flag_or(args.sampler, base.sampler),
         guidance_scale=flag_or(args.guidance, base.guidance_scale), negative_text=args.negative,
         seed=args.seed, image_size=flag_or(args.size, base.image_size),
         num_frames=flag_or(args.frames, base.num_frames), fps=flag_or(args.fps, base.fps),

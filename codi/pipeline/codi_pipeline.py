@@ -35,7 +35,7 @@ from codi.pipeline.decoding import LatentDecoder
 from codi.pipeline.inputs import DecodedInput, decode_inputs
 from codi.pipeline.request import GenerationRequest, GenerationSettings
 from codi.pipeline.result import GenerationResult
-from codi.pipeline.sampling import make_scheduler, sample_ddim
+from codi.pipeline.sampling import make_sampler, sample_latents
 
 #: The official audio latent: 1024 mel frames (10.24 s) × 64 bins, /4 each (a model folder's
 #: `geometry.audio_latent_frames` may set another length, e.g. CoDi-Nano's 2.56 s).
@@ -86,7 +86,6 @@ class CoDiPipeline:
         self.device = torch.device(device)
         self.dtype = dtype
         self.limits = limits or MediaLimits()
-        self.scheduler = make_scheduler()
         self.runtime = runtime or RuntimeOptions(device=self.device.type)
         self.residency = ResidencyManager(load_component, self.device, self.runtime, load_variant)
         self._lock = threading.Lock()
@@ -355,9 +354,10 @@ class CoDiPipeline:
         # The noise was drawn on the CPU (device-independent seeds); it moves to the device once
         # and the whole loop stays there, in float32 between the UNet calls.
         on_device = {m: x.to(self.device, torch.float32) for m, x in latents.items()}
-        return sample_ddim(
-            denoise_fn, on_device, context, self.scheduler, settings.steps,
-            settings.guidance_scale, on_step=after_step,
+        return sample_latents(
+            denoise_fn, on_device, context, lambda: make_sampler(settings.sampler),
+            settings.steps, settings.guidance_scale, generator=rng.torch_generator,
+            on_step=after_step,
         )
 
     def decode(

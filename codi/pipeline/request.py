@@ -10,6 +10,8 @@ from codi.errors import CoDiUserError
 
 Modality = Literal["text", "image", "audio", "video"]
 MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video")
+#: The samplers a request may name (codi.pipeline.sampling.SAMPLERS builds them).
+SAMPLER_NAMES = ("ddim", "dpmpp_2m", "dpmpp_2m_karras", "unipc", "euler", "euler_ancestral")
 #: The temporal position tables of the video UNet hold 30 frames.
 MAX_FRAMES = 30
 MAX_IMAGE_SIZE = 1024
@@ -43,6 +45,8 @@ class GenerationSettings:
 
     steps: int = 50
     guidance_scale: float = 7.5
+    #: One of SAMPLER_NAMES; DDIM is CoDi's own (the official sampler).
+    sampler: str = "ddim"
     #: Replaces the empty prompt as the unconditional token of every text input; with no text
     #: input it is the whole unconditional context.
     negative_text: str | None = None
@@ -117,6 +121,8 @@ def _validate_settings(s: GenerationSettings) -> None:
            f"Steps must be a whole number from 1 to {MAX_STEPS}.")
     _check(math.isfinite(s.guidance_scale) and 0 <= s.guidance_scale <= 50,
            "Guidance scale must be between 0 and 50 (1 turns guidance off; 7.5 is the default).")
+    _check(s.sampler in SAMPLER_NAMES,
+           f"Sampler {s.sampler!r}: choose one of {', '.join(SAMPLER_NAMES)}.")
     _check(isinstance(s.image_size, int) and s.image_size % 64 == 0
            and 64 <= s.image_size <= MAX_IMAGE_SIZE,
            f"Image size must be a multiple of 64 from 64 to {MAX_IMAGE_SIZE} (256 is the default).")

@@ -1,4 +1,8 @@
-"""CoDi's sampler: DDIM (eta 0) with classifier-free guidance over several latents at once.
+"""CoDi's samplers over several latents at once, with classifier-free guidance.
+
+DDIM (eta 0) is CoDi's own and the default; DPM-Solver++ 2M (plain or with Karras sigmas), UniPC,
+Euler and Euler ancestral are diffusers' schedulers configured from the same schedule. Each latent
+is stepped by its own scheduler instance (multistep solvers keep a history per latent).
 
 diffusers' `DDIMScheduler` reproduces the official sampler exactly when configured as CoDi's
 (1000 scaled-linear steps from 0.00085 to 0.012, "leading" spacing with offset 1 → timesteps
@@ -9,14 +13,34 @@ code takes one more (7 → 8) or crashes (3).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 
+from codi.errors import CoDiUserError
 from codi.models.official_config import OfficialConfig
+
+#: The samplers a request may name → (diffusers class, options on top of CoDi's schedule).
+SAMPLERS: dict[str, tuple[type, dict[str, Any]]] = {
+    "ddim": (DDIMScheduler, {}),
+    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {
+        "algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "unipc": (UniPCMultistepScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+    "euler_ancestral": (EulerAncestralDiscreteScheduler, {}),
+}
 
 #: eps for every latent, given the (possibly CFG-doubled) latents, the timestep batch and context.
 DenoiseFn = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -46,6 +70,19 @@ def make_scheduler(official: OfficialConfig | None = None) -> DDIMScheduler:
     return scheduler
 
 
+def make_sampler(name: str, official: OfficialConfig | None = None):
+    """A fresh scheduler for sampler `name`, on CoDi's schedule (DDIM: exactly the official)."""
+    if name not in SAMPLERS:  # requests are checked against SAMPLER_NAMES before this
+        raise CoDiUserError(f"Sampler {name!r}: choose one of {', '.join(SAMPLERS)}.")
+    ddim = make_scheduler(official)
+    if name == "ddim":
+        return ddim
+    cls, options = SAMPLERS[name]
+    config = {k: v for k, v in ddim.config.items()
+              if k in inspect.signature(cls.__init__).parameters}
+    return cls.from_config({**config, **options})
+
+
 def apply_guidance(eps: torch.Tensor, scale: float) -> torch.Tensor:
     """ε_u + s·(ε_c − ε_u) for a batch laid out [unconditional; conditional]."""
     uncond, cond = eps.chunk(2)
@@ -71,22 +108,56 @@ def sample_ddim(
     guidance_scale: float,
     on_step: Callable[[StepResult], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Denoise every latent together from its starting noise.
+    """DDIM over every latent with one (stateless) scheduler: `sample_latents` for DDIM."""
+    return sample_latents(denoise, latents, context, lambda: scheduler, steps, guidance_scale,
+                          on_step=on_step)
+
+
+def _step_options(scheduler: Any, generator: torch.Generator | None) -> dict[str, Any]:
+    """What this scheduler's `step` takes beyond (eps, t, x): DDIM's eta, a noise generator."""
+    accepted = inspect.signature(scheduler.step).parameters
+    options: dict[str, Any] = {}
+    if "eta" in accepted:
+        options["eta"] = 0.0
+    if "generator" in accepted and generator is not None:
+        options["generator"] = generator
+    return options
+
+
+def sample_latents(
+    denoise: DenoiseFn,
+    latents: dict[str, torch.Tensor],
+    context: torch.Tensor,
+    new_scheduler: Callable[[], Any],
+    steps: int,
+    guidance_scale: float,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[StepResult], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Denoise every latent together from its starting noise, each with its own scheduler.
 
     context is [unconditional; conditional] (2n rows) when guidance_scale != 1, else the n
-    conditional rows only: a scale of 1 needs no unconditional pass.
+    conditional rows only: a scale of 1 needs no unconditional pass. `generator` feeds the
+    ancestral samplers' noise, so a seed reproduces them.
     """
     guided = guidance_scale != 1.0
-    scheduler.set_timesteps(steps)
-    for index, t in enumerate(scheduler.timesteps):
-        model_in = {k: torch.cat([x, x]) if guided else x for k, x in latents.items()}
+    schedulers = {name: new_scheduler() for name in latents}
+    for scheduler in schedulers.values():
+        scheduler.set_timesteps(steps)
+    first = next(iter(schedulers.values()))
+    latents = {k: x * first.init_noise_sigma for k, x in latents.items()}
+    options = _step_options(first, generator)
+    for index, t in enumerate(first.timesteps):
+        scaled = {k: schedulers[k].scale_model_input(x, t) for k, x in latents.items()}
+        model_in = {k: torch.cat([x, x]) if guided else x for k, x in scaled.items()}
         batch = next(iter(model_in.values())).shape[0]
         eps = denoise(model_in, t.repeat(batch), context)
         new_latents, pred_original = {}, {}
         for name, x in latents.items():
             e = apply_guidance(eps[name], guidance_scale) if guided else eps[name]
-            out = scheduler.step(e, t, x, eta=0.0)
-            new_latents[name], pred_original[name] = out.prev_sample, out.pred_original_sample
+            out = schedulers[name].step(e, t, x, **options)
+            new_latents[name] = out.prev_sample
+            pred_original[name] = getattr(out, "pred_original_sample", None)
         latents = new_latents
         if on_step is not None:
             on_step(StepResult(index, int(t), latents, pred_original))
