@@ -180,3 +180,12 @@ def test_nano_examples_are_valid_requests_at_the_models_defaults():
         assert request.settings.image_size == NANO_DEFAULTS["image_size"]
     outputs = set().union(*(ex.form()["outputs"] for ex in NANO_EXAMPLES))
     assert outputs == {"text", "image", "audio", "video"}
+
+
+def test_the_form_carries_the_sampler_into_the_request():
+    form = default_form()
+    assert form["sampler"] == "ddim"
+    assert request_from_form(form | {"text": "a bell", "sampler": "euler"}).settings.sampler == (
+        "euler")
+    with pytest.raises(CoDiUserError, match="Sampler 'plms'"):
+        request_from_form(form | {"text": "a bell", "sampler": "plms"})

@@ -25,7 +25,7 @@ from codi.pipeline.request import (
 SLOTS: tuple[str, ...] = tuple(f"{m}{n}" for m in MODALITIES for n in ("", "2"))
 SETTING_FIELDS: tuple[str, ...] = (
     "steps", "guidance_scale", "negative_text", "seed", "randomize_seed", "image_size",
-    "num_frames", "fps", "num_samples", "text_mode", "temperature", "max_tokens",
+    "num_frames", "fps", "num_samples", "text_mode", "temperature", "max_tokens", "sampler",
 )
 #: Every field, in API order: each slot's value, weight and switch, then outputs and settings.
 FIELDS: tuple[str, ...] = (
@@ -65,6 +65,7 @@ def default_form(tiny_random: bool = False, model_defaults: dict | None = None) 
         "text_mode": settings.text_decoding.mode,
         "temperature": settings.text_decoding.temperature,
         "max_tokens": settings.text_decoding.max_tokens,
+        "sampler": settings.sampler,
     }
     return form
 
@@ -136,6 +137,7 @@ def settings_from_form(form: dict[str, Any]) -> GenerationSettings:
         seed = _whole(form.get("seed", 0), "Seed")
     return GenerationSettings(
         steps=_whole(form["steps"], "Steps"),
+        sampler=str(form.get("sampler") or "ddim"),
         guidance_scale=_number(form["guidance_scale"], "Guidance scale"),
         negative_text=(form.get("negative_text") or "").strip() or None,
         seed=seed,
@@ -153,7 +155,7 @@ def settings_from_form(form: dict[str, Any]) -> GenerationSettings:
 #: GenerationSettings fields the form sets; the others (cross_modal, connectors, ...) take the
 #: model's defaults (`apply_model_defaults`).
 FORM_SETTINGS = frozenset({"steps", "guidance_scale", "negative_text", "seed", "image_size",
-                           "num_frames", "fps", "num_samples", "text_decoding"})
+                           "num_frames", "fps", "num_samples", "text_decoding", "sampler"})
 
 
 def apply_model_defaults(

@@ -39,7 +39,9 @@ def input_hints(limits: MediaLimits) -> dict[str, str]:
 
 
 SETTING_HINTS = {
-    "steps": "DDIM denoising steps: more is slower and usually cleaner (official: 50).",
+    "steps": "Denoising steps: more is slower and usually cleaner (official: 50).",
+    "sampler": "ddim is CoDi's own sampler (the official results); dpmpp_2m(_karras), unipc, "
+               "euler and euler_ancestral are diffusers' alternatives on the same schedule.",
     "guidance_scale": "How strongly the inputs steer the result. 1 turns guidance off and "
                       "halves the work; 7.5 is the official value.",
     "negative_text": "What to steer away from (a text prompt).",

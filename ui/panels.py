@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from codi.pipeline.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES
+from codi.pipeline.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES, SAMPLER_NAMES
 from ui.examples import Example
 from ui.form import slot_modality
 from ui.hints import SETTING_HINTS
@@ -135,6 +135,8 @@ def settings_panel(form: Form, defaults: dict[str, Any], runtime_markdown: str) 
         with gr.Row():
             _slider(form, defaults, "steps", 1, 200, 1, "Steps")
             _slider(form, defaults, "guidance_scale", 0, 20, 0.5, "Guidance scale")
+        form["sampler"] = gr.Dropdown(list(SAMPLER_NAMES), value=defaults["sampler"],
+                                      label="Sampler", info=SETTING_HINTS["sampler"])
         form["negative_text"] = gr.Textbox(label="Negative prompt", lines=1,
                                            info=SETTING_HINTS["negative_text"])
         with gr.Row():
