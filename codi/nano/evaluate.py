@@ -1,6 +1,7 @@
 """Grade a CoDi model on the CoDi-Nano world with the model-free probes of codi.nano.probes.
 
-    python -m codi.nano.evaluate --model DIR [--prompts N] [--seeds 0 1] [--steps S] [--out FILE]
+    python -m codi.nano.evaluate --model DIR [--prompts N] [--seeds 0 1] [--steps S]
+        [--sampler NAME] [--out FILE]
     python -m codi.nano.evaluate --oracle      # the world's own renders: the probes' ceiling
 
 Over a fixed set of single-object scenes (seeded by EVAL_SEED) it measures attribute accuracy of
@@ -28,6 +29,7 @@ from codi.errors import CoDiUserError
 from codi.nano import world
 from codi.nano.probes import audio_onsets, probe_audio, probe_caption, probe_image, probe_video
 from codi.nano.world import FPS, IMAGE_SIZE, NUM_FRAMES, ObjectAttributes, Scene
+from codi.pipeline.request import SAMPLER_NAMES
 
 EVAL_SEED = 6_000_006
 ALL_OUTPUTS = ("image", "video", "audio", "text")
@@ -83,9 +85,10 @@ class WorldOracle:
 class PipelineGenerator:
     """Runs a CoDiPipeline at the world's geometry, one request per call."""
 
-    def __init__(self, pipeline: Any, steps: int | None = None) -> None:
+    def __init__(self, pipeline: Any, steps: int | None = None, sampler: str | None = None) -> None:
         self.pipeline = pipeline
         self.steps = steps
+        self.sampler = sampler
 
     def generate(
         self, scene: Scene, source: str, outputs: Sequence[str], seed: int, connectors: bool = True
@@ -96,6 +99,8 @@ class PipelineGenerator:
                                      "fps": FPS, "seed": seed, "connectors": connectors}
         if self.steps is not None:
             overrides["steps"] = self.steps
+        if self.sampler is not None:
+            overrides["sampler"] = self.sampler
         request = GenerationRequest([ConditionInput(source, render(scene, source))], list(outputs),
                                     self.pipeline.default_settings(**overrides))
         result = self.pipeline(request)
@@ -281,6 +286,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="base generation seeds (each prompt derives its own from each)")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (model default)")
+    parser.add_argument("--sampler", default=None, choices=SAMPLER_NAMES,
+                        help="denoising sampler (model default)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     return parser
@@ -299,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from codi.pipeline.codi_pipeline import CoDiPipeline
 
             generator = PipelineGenerator(
-                CoDiPipeline.from_pretrained(args.model, device=args.device), args.steps)
+                CoDiPipeline.from_pretrained(args.model, device=args.device), args.steps,
+                args.sampler)
             model = str(args.model)
         report = evaluate(generator, prompt_scenes(args.prompts), args.seeds,
                           log=lambda line: print(line, file=sys.stderr))
@@ -307,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     report = {"model": model, "device": args.device, "steps": args.steps,
+              "sampler": args.sampler,
               "eval_seed": EVAL_SEED, **report}
     report["targets"] = targets(report)
     print(format_table(report))
