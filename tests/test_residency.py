@@ -89,3 +89,33 @@ def test_out_of_memory_twice_is_a_user_error_and_the_pipeline_keeps_serving(monk
     assert pipe.residency.loaded() == []
     monkeypatch.setattr(pipe, "_generate", real)
     assert len(pipe(request(["image"])).images) == 1
+
+
+def test_out_of_memory_frees_the_cached_blocks_before_the_retry_and_after_giving_up(monkeypatch):
+    """CUDA keeps freed blocks cached: each failed attempt is followed by `empty_cache`."""
+    events: list[str] = []
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.empty_cache", lambda: events.append("empty_cache"))
+    pipe = fresh()
+    real = pipe._generate
+
+    def flaky(*args):
+        events.append("attempt")
+        if events.count("attempt") == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args)
+
+    monkeypatch.setattr(pipe, "_generate", flaky)
+    pipe(request(["image"]))
+    assert events == ["attempt", "empty_cache", "attempt"]
+
+    events.clear()
+
+    def out_of_memory(*args):
+        events.append("attempt")
+        raise MemoryError
+
+    monkeypatch.setattr(pipe, "_generate", out_of_memory)
+    with pytest.raises(CoDiUserError, match="Not enough memory"):
+        pipe(request(["image"]))  # offload=model escalates once more, to sequential
+    assert events == ["attempt", "empty_cache", "attempt", "empty_cache"]

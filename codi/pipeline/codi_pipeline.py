@@ -10,6 +10,7 @@ with more offloading, then fails with a `CoDiUserError` that says what to change
 
 from __future__ import annotations
 
+import gc
 import json
 import secrets
 import threading
@@ -46,6 +47,13 @@ AUDIO_LATENT_SECONDS = 4 * HOP_LENGTH / SAMPLE_RATE
 VAE_FACTOR = 8
 #: What running out of memory raises on each device (torch.cuda.OutOfMemoryError on CUDA).
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
+
+
+def release_memory() -> None:
+    """Free what a failed attempt left: unreachable tensors, then CUDA's cached blocks."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -196,7 +204,8 @@ class CoDiPipeline:
         try:
             return self._generate(request, on_step, cancel)
         except OUT_OF_MEMORY as error:
-            first = error
+            first = error.with_traceback(None)  # its frames hold the failed attempt's tensors
+        release_memory()
         before = self.runtime.offload
         stronger = self.residency.escalate()
         if stronger is not None:
@@ -208,8 +217,9 @@ class CoDiPipeline:
                 )
                 return result
             except OUT_OF_MEMORY as error:
-                first = error
+                first = error.with_traceback(None)
                 self.residency.clear()
+            release_memory()
         raise CoDiUserError(
             f"Not enough memory on {self.device} for this request (offload={self.runtime.offload}"
             f", dtype={str(self.dtype).removeprefix('torch.')}). Try fewer samples, a smaller size "
