@@ -324,7 +324,8 @@ class CoDiPipeline:
         cancel: threading.Event | None = None,
         on_result: Callable | None = None,
     ) -> dict[str, torch.Tensor]:
-        """DDIM with guidance over every output at once, on the device; cancellable between steps."""
+        """The chosen sampler with guidance over every output at once, on the device; cancellable
+        between steps."""
         outputs = list(latents)
         image_only = IMAGE_ONLY if "video" not in outputs else None
         unets = {
