@@ -34,6 +34,7 @@ class ComponentPlan:
     nbytes: float
     streamed_bytes: float  # bytes of its blocks that sequential offload streams
     largest_block: float  # bytes of the largest of those blocks
+    pinned: bool = False  # quantized: stays on the device through every stage (residency.py)
 
 
 @dataclass
@@ -49,12 +50,17 @@ class MemoryPlan:
         return sum(c.nbytes for c in self.components if c.stage == stage)
 
     def peak_bytes(self, offload: str = "none") -> float:
-        """Weights that must coexist: all (none), the largest stage (model), or per stage the
-        non-streamed weights plus one block (sequential)."""
+        """Weights that must coexist: all (none), the largest stage (model: plus every pinned,
+        i.e. quantized, component, which no stage change moves), or per stage the non-streamed
+        weights plus one block (sequential)."""
         if offload == "none":
             return self.total_bytes
         if offload == "model":
-            return max(self.stage_bytes(s) for s in STAGES)
+            pinned = sum(c.nbytes for c in self.components if c.pinned)
+            return pinned + max(
+                sum(c.nbytes for c in self.components if c.stage == s and not c.pinned)
+                for s in STAGES
+            )
         return max(
             sum(c.nbytes - c.streamed_bytes for c in self.components if c.stage == s)
             + max((c.largest_block for c in self.components if c.stage == s), default=0)
@@ -145,6 +151,7 @@ def plan_request(
         plans.append(ComponentPlan(
             name, stage, variant, params, _tensor_bytes(module, name, precision, skip),
             sum(blocks), max(blocks, default=0.0),
+            pinned=precision in QUANTIZED_BYTES and name in QUANTIZABLE,
         ))
     return MemoryPlan(plans, precision)
 
@@ -159,5 +166,8 @@ def format_plan(plan: MemoryPlan, title: str) -> str:
     lines.append(f"{'total':24s} {'':8s} {params:14,d} {plan.total_bytes / 1e9:9.3f}")
     lines.append("estimated peak (weights only):")
     for offload in ("none", "model", "sequential"):
-        lines.append(f"  offload={offload:10s} {plan.peak_bytes(offload) / 1e9:7.3f} GB")
+        if offload == "sequential" and plan.precision in QUANTIZED_BYTES:
+            lines.append(f"  offload={offload:10s}     n/a (quantized weights do not stream)")
+        else:
+            lines.append(f"  offload={offload:10s} {plan.peak_bytes(offload) / 1e9:7.3f} GB")
     return "\n".join(lines)

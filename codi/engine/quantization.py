@@ -34,7 +34,9 @@ def _bnb():
 
 def _quantized_twin(linear: nn.Linear, mode: QuantizeMode, device: torch.device) -> nn.Module:
     bnb = _bnb()
-    weight = linear.weight.data.detach().float().cpu()
+    # In its own dtype: bitsandbytes converts on the target device, so an fp16 weight crosses
+    # to a GPU at 2 bytes per value instead of as a float32 copy of 4.
+    weight = linear.weight.data.detach().cpu()
     has_bias = linear.bias is not None
     if mode == "int8":
         twin = bnb.nn.Linear8bitLt(

@@ -6,8 +6,14 @@ while the resident weights fit the budget. Requests run in stages (encoders → 
 with offload "model" a stage's components leave the device when the next stage starts, so the
 peak is the largest stage. A component that leaves goes to the CPU when the device is a GPU (a
 quick move back), or is dropped (re-opened from the memory-mapped files) when the device is the
-CPU or the component is quantized. With offload "sequential", the big blocks of each component
-live on the CPU and stream to the device one at a time.
+CPU. With offload "sequential", the big blocks of each component live on the CPU and stream to
+the device one at a time.
+
+Quantized components are pinned: once on the device they stay there (stage changes and the
+budget pass them over) until everything is dropped (`clear`, the OOM retry). bitsandbytes keeps
+part of its quantized state outside the parameters that `Module.to` moves, so a CPU round trip
+would leave device memory behind or re-quantize; re-opening one per stage would repeat the
+quantization on every request. `memory_plan` counts them in every stage's peak.
 
 "unet_image" opens without its temporal (video) layers when only images are asked for: image
 latents never run them, so the result is bit-identical and 1.1 GB (fp16) lighter at full size.
@@ -42,6 +48,7 @@ class Resident:
     variant: str | None
     on_device: bool
     nbytes: int
+    pinned: bool = False  # quantized: never moved off the device (see the module docstring)
 
 
 def module_bytes(module: nn.Module) -> int:
@@ -157,7 +164,7 @@ class ResidencyManager:
             attach_streaming(module, self.device)
         else:
             module.to(self.device)
-        entry = Resident(module, variant, True, nbytes)
+        entry = Resident(module, variant, True, nbytes, pinned=is_quantized(module))
         self._entries[name] = entry
         self.opened.append((name, variant))
         return entry
@@ -186,14 +193,12 @@ class ResidencyManager:
             logger.info("resident weights exceed the %.2f GB budget", budget / 1e9)
 
     def evict(self, name: str) -> None:
-        """Take a component off the device: to the CPU on a GPU, else drop it."""
+        """Take a component off the device: to the CPU on a GPU, else drop it; a pinned
+        (quantized) one stays."""
         entry = self._entries[name]
-        stays_on_cpu = (
-            self.device.type != "cpu"
-            and not is_quantized(entry.module)
-            and self.options.offload != "sequential"
-        )
-        if stays_on_cpu:
+        if entry.pinned:
+            return
+        if self.device.type != "cpu" and self.options.offload != "sequential":
             entry.module.to("cpu")
             entry.on_device = False
         else:

@@ -10,6 +10,7 @@ numerics untouched.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,13 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from codi.engine.quantization import QUANTIZE_MODES, quantize_linears
+from codi.engine.quantization import QUANTIZE_MODES, is_quantized, quantize_linears
 from codi.errors import CoDiUserError
 from codi.models.attention import (
     ATTENTION_BACKENDS,
     resolve_attention_backend,
     set_attention_backend,
 )
+
+logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: What `device` may say: one of DEVICES, or cuda:N.
@@ -157,9 +160,14 @@ class RuntimeOptions:
             if self.vae_tiling:
                 module.enable_tiling()
         if self.channels_last and name.startswith(("unet_image", "unet_audio", "vae")):
-            module.to(memory_format=torch.channels_last)
+            conv_weights_channels_last(module)
         if self.compile and name.startswith("unet"):
-            module.forward = torch.compile(module.forward)
+            if self.offload == "sequential" or is_quantized(module):
+                # streaming hooks move weights inside the forward, and bitsandbytes layers are
+                # opaque to the compiler: either would recompile or break the graph every block
+                logger.info("%s: torch.compile skipped (quantized or offload=sequential)", name)
+            else:
+                module.forward = torch.compile(module.forward)
         return module
 
     def summary(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
@@ -170,6 +178,22 @@ class RuntimeOptions:
             "dtype": str(dtype).removeprefix("torch."),
             "attention": resolve_attention_backend(self.attention, device),
         }
+
+
+def conv_weights_channels_last(module: nn.Module) -> int:
+    """Channels-last layout for the 4-D weights of `module`'s 2-D (transposed) convolutions;
+    returns how many were changed.
+
+    `Module.to(memory_format=channels_last)` would also reach the 5-D Conv3d weights of the video
+    layers (which that format refuses) and every quantized parameter; convolutions given a
+    channels-last weight run channels-last on CUDA, so the weights are all that needs changing.
+    """
+    count = 0
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.dim() == 4:
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+            count += 1
+    return count
 
 
 def quiet_library_logs() -> None:

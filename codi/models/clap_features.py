@@ -2,7 +2,9 @@
 
 Written in torch because the official chain uses torchaudio (resampling) and torchlibrosa
 (STFT as a DFT convolution, librosa mel matrix), neither of which is a dependency here. Each step
-computes what those libraries compute, in the same float32 arithmetic.
+computes what those libraries compute, in the same float32 arithmetic: `clap_log_mel` upcasts a
+half-precision waveform (and turns autocast off), because the power spectrum of a loud clip
+exceeds fp16's 65504 and the sinc kernel and log lose most of their digits in 16 bits.
 """
 
 from __future__ import annotations
@@ -163,5 +165,7 @@ def log_mel(wave_48k: torch.Tensor) -> torch.Tensor:
 def clap_log_mel(
     wave_16k: torch.Tensor, crop: Crop = "center", rng: np.random.RandomState | None = None
 ) -> torch.Tensor:
-    """The whole CLAP front end: 16 kHz waveforms `[B,(1,)T]` → log-mel `[B,1,1001,64]`."""
-    return log_mel(prepare_waveform(wave_16k, crop, rng))
+    """The whole CLAP front end: 16 kHz waveforms `[B,(1,)T]` → float32 log-mel
+    `[B,1,1001,64]`, computed in float32 whatever the input dtype (see the module docstring)."""
+    with torch.autocast(wave_16k.device.type, enabled=False):
+        return log_mel(prepare_waveform(wave_16k.float(), crop, rng))

@@ -2,7 +2,8 @@
 
 The official decoding samples (temperature 1, no top-k, top-p 1.0, at most 30 tokens from <BOS>)
 and re-runs the whole prefix each step; `generate_tokens` does the same, one latent at a time, so
-the random draws come in the official order. Greedy and temperature are options for later use.
+the random draws come in the official order; they are made on the CPU whatever the device
+(`draw_token`). Greedy and temperature are options for later use.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def filter_logits(logits: torch.Tensor, top_k: int = TOP_K, top_p: float = TOP_P
     return logits
 
 
+def draw_token(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token id `(1,)` drawn from `probs` `(V,)`, on the CPU, returned on `probs`' device.
+
+    The draw happens on the CPU with `generator` (a CPU generator; None: torch's default one)
+    whatever device ran the decoder, so one seed gives the same text on CPU and GPU (a CUDA
+    generator would draw a different stream). The copy is one row of probabilities per token.
+    """
+    return torch.multinomial(probs.float().cpu(), 1, generator=generator).to(probs.device)
+
+
 @torch.no_grad()
 def generate_tokens(
     decoder: torch.nn.Module,
@@ -56,9 +67,9 @@ def generate_tokens(
 ) -> torch.Tensor:
     """Token ids (L,) for one latent (latent_size,), starting with <BOS> and ending with <EOS>.
 
-    Each step runs the decoder over the whole prefix and draws the next token with
-    `torch.multinomial` from the filtered softmax (or takes the argmax when `greedy`). It stops
-    after <EOS>; at `max_length` tokens (BOS included) the last one is replaced by <EOS>.
+    Each step runs the decoder over the whole prefix and draws the next token from the filtered
+    softmax with `draw_token` (or takes the argmax when `greedy`). It stops after <EOS>; at
+    `max_length` tokens (BOS included) the last one is replaced by <EOS>.
     """
     ids = torch.tensor([[bos_id]], dtype=torch.long, device=latent.device)
     latent = latent[None]
@@ -68,7 +79,7 @@ def generate_tokens(
             token = logits.argmax(dim=-1, keepdim=True)
         else:
             probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
-            token = torch.multinomial(probs, num_samples=1, generator=generator)
+            token = draw_token(probs, generator)
         ids = torch.cat([ids, token[None]], dim=1)
         if token.item() == eos_id:
             break

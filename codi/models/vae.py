@@ -4,7 +4,9 @@ Both official VAEs are the LDM kl autoencoder (GroupNorm eps 1e-6, SiLU, encoder
 pad (0,1,0,1) + stride-2 conv, nearest-x2 upsample, single-head mid attention), which is exactly
 what diffusers `AutoencoderKL` computes. The latent scale factor is stored in its config as
 `scaling_factor`. Helpers here add what CoDi does around the VAE: the seeded posterior sample,
-per-frame video decoding and the audio latent safeguard.
+per-frame video decoding and the audio latent safeguard. The encoding side runs its exp/log steps
+in float32 whatever the VAE's dtype: the posterior's variance exp(logvar) reaches e^20 (fp16 tops
+out at 65504) and the fbank's STFT and log are not fp16 operations (the CPU has no half FFT).
 """
 
 from __future__ import annotations
@@ -63,8 +65,15 @@ def build_audio_vae(official: OfficialConfig) -> AutoencoderKL:
 def encode_sample(
     vae: AutoencoderKL, x: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """scaling_factor * (mean + std * randn): the official `autokl_encode`/`audioldm_encode`."""
-    return vae.config.scaling_factor * vae.encode(x).latent_dist.sample(generator)
+    """scaling_factor * (mean + std * randn): the official `autokl_encode`/`audioldm_encode`
+    (float32, drawn in float32)."""
+    posterior = float32_posterior(vae.encode(x.to(vae.dtype)).latent_dist)
+    return vae.config.scaling_factor * posterior.sample(generator)
+
+
+def float32_posterior(posterior: DiagonalGaussianDistribution) -> DiagonalGaussianDistribution:
+    """The same diagonal Gaussian with its mean, std and variance computed in float32."""
+    return DiagonalGaussianDistribution(posterior.parameters.float())
 
 
 def decode_image_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
@@ -86,8 +95,11 @@ def decode_audio_latents(vae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
 def encode_audio_posterior(
     vae: AutoencoderKL, wav: torch.Tensor, seconds: float
 ) -> DiagonalGaussianDistribution:
-    """The AudioLDM posterior of 16 kHz waves (b, samples), cut or padded to `seconds`."""
-    return vae.encode(wav_to_fbank(wav, fbank_frames(seconds))).latent_dist
+    """The AudioLDM posterior (float32) of 16 kHz waves (b, samples), cut or padded to
+    `seconds`; the fbank is computed in float32, then given to the VAE in its dtype."""
+    with torch.autocast(wav.device.type, enabled=False):
+        fbank = wav_to_fbank(wav.float(), fbank_frames(seconds))
+    return float32_posterior(vae.encode(fbank.to(vae.dtype)).latent_dist)
 
 
 def encode_audio(

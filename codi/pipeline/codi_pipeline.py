@@ -254,7 +254,7 @@ class CoDiPipeline:
         )
         denoised_at = time.perf_counter()
         stage("decode")
-        result = self.decode(final, settings, seed, rng.torch_generator)
+        result = self.decode(final, settings, rng.torch_generator)
         result.metadata = self.metadata(request, inputs, seed)
         result.metadata["timings_s"] = {
             "encode": round(encoded_at - started, 3),
@@ -375,10 +375,10 @@ class CoDiPipeline:
         self,
         latents: dict[str, torch.Tensor],
         settings: GenerationSettings,
-        seed: int,
         generator: torch.Generator,
     ) -> GenerationResult:
-        """Every final latent → its media."""
+        """Every final latent → its media; text is sampled from `generator`, the request's CPU
+        generator, whatever the device, so a seed gives the same text on CPU and GPU."""
         decoder = LatentDecoder(self.component, self.tokenizers["optimus_gpt2"])
         result = GenerationResult()
         if "image" in latents:
@@ -388,11 +388,8 @@ class CoDiPipeline:
         if "audio" in latents:
             result.audios = decoder.audios(latents["audio"])
         if "text" in latents:
-            text_generator = generator if self.device.type == "cpu" else (
-                torch.Generator(self.device).manual_seed(seed)
-            )
             result.texts = decoder.texts(
-                latents["text"], self.scale_factors["text"], settings.text_decoding, text_generator
+                latents["text"], self.scale_factors["text"], settings.text_decoding, generator
             )
         return result
 

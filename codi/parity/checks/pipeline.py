@@ -150,7 +150,7 @@ def run_steps(pipe: CoDiPipeline, request: GenerationRequest, numpy_seed: int) -
     steps: list[StepResult] = []
     final = pipe.denoise(latents, conditioning.context, settings, rng, on_result=steps.append)
     state = rng.torch_generator.get_state()
-    result = pipe.decode(final, settings, settings.seed, rng.torch_generator)
+    result = pipe.decode(final, settings, rng.torch_generator)
     return PipelineRun(conditioning, latents, steps, final, result, state)
 
 
@@ -241,7 +241,7 @@ def text_comparisons(
     generator = torch.Generator()
     generator.set_state(run.decode_rng_state)
     official_latent = {"text": ctx.tensors[f"final_latent.{suffix}"]}
-    from_official = pipe.decode(official_latent, request.settings, 0, generator).texts
+    from_official = pipe.decode(official_latent, request.settings, generator).texts
     return texts_compared("decoded_text", run.result.texts, expected) + texts_compared(
         "decoded_text from the official latent", from_official, expected
     )
