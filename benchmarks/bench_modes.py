@@ -67,14 +67,18 @@ def skip_init():
             setattr(torch.nn.init, n, f)
 
 
-def random_component(name: str, dtype: torch.dtype, image_only: bool = False) -> torch.nn.Module:
+def random_component(
+    name: str, dtype: torch.dtype, image_only: bool = False, device: str = "cpu"
+) -> torch.nn.Module:
+    """Full-size component `name` with N(0, 0.02) weights, built on `device` (a GPU fills its
+    weights in milliseconds, a CPU in seconds)."""
     from codi.models.official_config import OfficialConfig
     from codi.models.registry import model_component
 
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # no transient float32 copy
     try:
-        with skip_init():
+        with skip_init(), torch.device(device):
             module = model_component(name).build(OfficialConfig.full())
     finally:
         torch.set_default_dtype(default)
@@ -106,11 +110,7 @@ def sample_inputs(kinds: list[str]):
 def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
     """One measurement in this process."""
     from codi.engine.runtime import RuntimeOptions
-    from codi.models.attention import set_attention_backend
-    from codi.pipeline.codi_pipeline import CoDiPipeline
     from codi.pipeline.request import GenerationRequest, GenerationSettings
-    from codi.store.tiny_random import TINY_RANDOM_DIR
-    from codi.store.tokenizers import load_tokenizers
 
     gpu = device.startswith("cuda")
     half = torch.float16 if gpu else torch.bfloat16
@@ -123,25 +123,10 @@ def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
         offload="model" if config == "offload" else "none",
     )
     inputs, outputs = MODES[mode]
-    index = json.loads((TINY_RANDOM_DIR / "model_index.json").read_text())
-    available = set(ALL_COMPONENTS)
-    if config != "baseline":
-        available -= {"unet_image_connectors", "unet_audio_connectors", "unet_text_connectors",
-                      "optimus_encoder"}
-    pipe = CoDiPipeline(
-        load_component=lambda n: random_component(n, dtype),
-        available=available, tokenizers=load_tokenizers(TINY_RANDOM_DIR),
-        codi_constants=index["codi"], model_info={"model_id": "random full-size"},
-        device=device, dtype=dtype, runtime=runtime,
-        load_variant=None if config == "baseline" else (
-            lambda n, v: random_component(n, dtype, image_only=n == "unet_image")),
-    )
     started = time.perf_counter()
-    if config == "baseline":  # the official engine: everything resident, einsum attention
-        for name in (n for n in ALL_COMPONENTS if n in available):
-            if device == "cpu" and not _needed(name, inputs, outputs):
-                continue  # all 22.8 GB do not fit a CPU box's RAM; counted analytically instead
-            set_attention_backend(pipe.component(name), "classic")
+    pipe = random_pipeline(config == "baseline", device, dtype, runtime)
+    if config == "baseline":
+        open_baseline(pipe, inputs, outputs)
     settings = GenerationSettings(steps=steps, image_size=size, num_frames=4, seed=1)
     if gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -162,6 +147,44 @@ def run_one(mode: str, config: str, device: str, size: int, steps: int) -> dict:
         "end_gb": (torch.cuda.memory_allocated() if gpu else _rss_now()) / 1e9,
         "loaded": pipe.residency.loaded(),
     }
+
+
+def random_pipeline(
+    baseline: bool, device: str, dtype: torch.dtype, runtime, build_device: str = "cpu"
+):
+    """A CoDiPipeline over full-size random components (`random_component`) with the tiny
+    model's tokenizers and constants. The baseline lists every component the official engine
+    holds (connectors and Optimus encoder included) and opens the UNets with their video layers;
+    ours lists only what the released weights need and opens the image-only UNet for images."""
+    from codi.pipeline.codi_pipeline import CoDiPipeline
+    from codi.store.tiny_random import TINY_RANDOM_DIR
+    from codi.store.tokenizers import load_tokenizers
+
+    index = json.loads((TINY_RANDOM_DIR / "model_index.json").read_text())
+    available = set(ALL_COMPONENTS)
+    if not baseline:
+        available -= {"unet_image_connectors", "unet_audio_connectors", "unet_text_connectors",
+                      "optimus_encoder"}
+    return CoDiPipeline(
+        load_component=lambda n: random_component(n, dtype, device=build_device),
+        available=available, tokenizers=load_tokenizers(TINY_RANDOM_DIR),
+        codi_constants=index["codi"], model_info={"model_id": "random full-size"},
+        device=device, dtype=dtype, runtime=runtime,
+        load_variant=None if baseline else (
+            lambda n, v: random_component(n, dtype, image_only=n == "unet_image",
+                                          device=build_device)),
+    )
+
+
+def open_baseline(pipe, inputs: list[str], outputs: list[str]) -> None:
+    """The official engine: every component resident with einsum attention (on a CPU only those
+    the mode needs: all 22.8 GB do not fit a CPU box's RAM; the rest are counted analytically)."""
+    from codi.models.attention import set_attention_backend
+
+    for name in (n for n in ALL_COMPONENTS if n in pipe.available):
+        if pipe.device.type == "cpu" and not _needed(name, inputs, outputs):
+            continue
+        set_attention_backend(pipe.component(name), "classic")
 
 
 def _rss_now() -> int:
@@ -245,12 +268,17 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['mode']} | {r['config']} | | {why} | | | | | |")
             continue
         b = base.get(r["mode"])
-        ratio = (lambda k: f"{r[k] / b[k]:.2f}" if b else "—")
         after = f"{r['end_gb']:.2f}" if "end_gb" in r else ""
         lines.append(f"| {r['mode']} | {r['config']} | {r['dtype']} | {r['step_s']:.2f} | "
-                     f"{ratio('step_s')} | {r['peak_gb']:.2f} | {ratio('peak_gb')} | {after} | "
+                     f"{_ratio(r, b, 'step_s')} | {r['peak_gb']:.2f} | {_ratio(r, b, 'peak_gb')} | "
+                     f"{after} | "
                      f"{r['total_s']:.1f} |")
     return "\n".join(lines)
+
+
+def _ratio(row: dict, base: dict | None, key: str) -> str:
+    """row[key] / base[key] to two decimals, or a dash without a baseline row."""
+    return f"{row[key] / base[key]:.2f}" if base else "—"
 
 
 def main() -> int:

@@ -22,9 +22,9 @@ Memory is reported two ways per subprocess: `peak_rss_mb` (the kernel's ru_maxrs
 memory-mapped file pages that the kernel can drop at will) and `peak_anon_mb` (polled RssAnon:
 the memory that really has to fit in RAM).
 
-    .venv/bin/python benchmarks/full_scale_dry_run.py                 # full size, fp32 (~46 GB disk)
+    .venv/bin/python benchmarks/full_scale_dry_run.py          # full size, fp32 (~46 GB disk)
     .venv/bin/python benchmarks/full_scale_dry_run.py --fp16 --dtype fp16
-    .venv/bin/python benchmarks/full_scale_dry_run.py --small         # tiny fixture model, seconds
+    .venv/bin/python benchmarks/full_scale_dry_run.py --small  # tiny fixture model, seconds
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def files_from_manifest(manifest: dict, without_connectors: bool = False) -> dic
     """Official file name → its tensor entries; schedule buffers into the encoders file."""
     files: dict[str, list[dict]] = {}
     for group, content in manifest.items():
-        if not isinstance(content, dict) or "tensors" not in content or group.startswith(EXTRA_GROUP):
+        if (not isinstance(content, dict) or "tensors" not in content
+                or group.startswith(EXTRA_GROUP)):
             continue
         target = ENCODERS_FILE if group.startswith(SCHEDULE_GROUP) else group
         files.setdefault(target, []).extend(content["tensors"])
@@ -245,7 +246,9 @@ def worker(folder: Path, modes: list[str], steps: int, image_size: int) -> dict:
     loads = record_component_opens()
     started = time.perf_counter()
     pipe = CoDiPipeline.from_pretrained(folder)
-    summary: dict = {"open_s": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads()}
+    summary: dict = {
+        "open_s": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads()
+    }
     for mode in modes:
         output = MODES[mode]
         before = set(loads)
@@ -282,7 +285,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST,
                         help="by-file key/shape manifest (default: %(default)s)")
     parser.add_argument("--vocab", type=Path, default=DEFAULT_VOCAB,
-                        help="tokenizer vocab folder passed to the converter (default: %(default)s)")
+                        help="tokenizer vocab folder passed to the converter "
+                             "(default: %(default)s)")
     parser.add_argument("--workdir", type=Path,
                         help="where the checkpoints and the converted model go (default: a new "
                              "temporary folder); existing checkpoints there are reused")
