@@ -81,7 +81,9 @@ class FiniteProbe:
     """Records whether every latent and decoded tensor of a request is finite, by wrapping the
     decoding functions the pipeline calls (uint8 images would hide a NaN)."""
 
-    NAMES = ("decode_latents", "decode_audio_latents", "mel_to_waveform", "decode_text_latents")
+    NAMES = (
+        "decode_image_latents", "decode_audio_latents", "mel_to_waveform", "decode_text_latents"
+    )
 
     def __init__(self) -> None:
         self.bad: list[str] = []
@@ -98,9 +100,10 @@ class FiniteProbe:
         saved = {n: getattr(decoding, n) for n in self.NAMES}
 
         def wrap(name, fn):
-            def probed(module, latents, *args, **kwargs):
-                self.check(f"{name} input", latents)
-                out = fn(module, latents, *args, **kwargs)
+            def probed(module, *args, **kwargs):
+                for value in args:  # the latents (text decoding takes a tokenizer first)
+                    self.check(f"{name} input", value)
+                out = fn(module, *args, **kwargs)
                 self.check(f"{name} output", out)
                 return out
             return probed
