@@ -22,6 +22,7 @@ from codi.pipeline.request import (
     ConditionInput,
     GenerationRequest,
     GenerationSettings,
+    StartInput,
     TextDecoding,
 )
 
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the request has a negative prompt (it needs the text encoder)")
     plan.add_argument("--no-connectors", action="store_true",
                       help="several outputs generated independently (connectors off)")
+    plan.add_argument("--starts", default="", metavar="LIST",
+                      help="outputs that start from a file (variations; they need their VAE "
+                           "to encode it)")
     add_batch_arguments(commands.add_parser(
         "batch", help="generate an evaluation session's grid (accelerate launch spreads it)"))
     return parser
@@ -74,6 +78,12 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
                              "second image (N counts from 1); default 1")
     inputs.add_argument("--video-soundtrack", action="store_true",
                         help="also condition on each input video's audio track")
+    inputs.add_argument("--start", action="append", default=[], metavar="KIND=FILE",
+                        help="a variation: start the image, audio or video output from FILE "
+                             "instead of pure noise (e.g. image=photo.png)")
+    inputs.add_argument("--strength", type=float, default=StartInput.strength, metavar="S",
+                        help="how far a --start file may change: 0 keeps it, 1 ignores it "
+                             "(default %(default)s)")
     out = p.add_argument_group("outputs and settings")
     out.add_argument("--outputs", default="image", metavar="LIST",
                      help=f"comma-separated, from {','.join(MODALITIES)} (default: image)")
@@ -177,9 +187,21 @@ def build_request(
         connectors=not args.no_connectors,
     )
     outputs = [o.strip() for o in args.outputs.split(",") if o.strip()]
-    request = GenerationRequest(inputs=inputs, outputs=outputs, settings=settings)
+    request = GenerationRequest(inputs=inputs, outputs=outputs, settings=settings,
+                                starts=parse_starts(args.start, args.strength))
     request.validate()
     return request
+
+
+def parse_starts(specs: list[str], strength: float) -> list[StartInput]:
+    """`["image=a.png"]` → [StartInput("image", Path("a.png"), strength)]."""
+    starts = []
+    for spec in specs:
+        modality, sep, file = spec.partition("=")
+        if not sep or not file.strip():
+            raise CoDiUserError(f"--start {spec!r}: write KIND=FILE, e.g. image=photo.png.")
+        starts.append(StartInput(modality.strip(), Path(file.strip()), strength))
+    return starts
 
 
 def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -266,6 +288,7 @@ def run_plan(args: argparse.Namespace) -> int:
         return names
 
     inputs, outputs = kinds("inputs", args.inputs), kinds("outputs", args.outputs)
+    starts = kinds("starts", args.starts) if args.starts else []
     if args.full_size:
         folder, title = None, "full-size CoDi (OfficialConfig.full(), built on the meta device)"
     else:
@@ -275,7 +298,7 @@ def run_plan(args: argparse.Namespace) -> int:
         title = f"model: {folder}"
     quiet_library_logs()
     plan = plan_request(inputs, outputs, args.dtype, folder, negative_text=args.negative,
-                        connectors=not args.no_connectors)
+                        connectors=not args.no_connectors, starts=starts)
     print(format_plan(plan, f"{title}\n{','.join(inputs)} -> {','.join(outputs)}"))
     return 0
 

@@ -7,6 +7,7 @@ needs no weights. The peak counts weights only (activations are not included).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,8 @@ class MemoryPlan:
 
     @property
     def total_bytes(self) -> float:
-        return sum(c.nbytes for c in self.components)
+        """Every distinct component once (a variation's VAE serves two stages)."""
+        return sum({c.name: c.nbytes for c in self.components}.values())
 
     def stage_bytes(self, stage: str) -> float:
         return sum(c.nbytes for c in self.components if c.stage == stage)
@@ -127,6 +129,7 @@ def plan_request(
     *,
     negative_text: bool = False,
     connectors: bool = True,
+    starts: Sequence[str] = (),
 ) -> MemoryPlan:
     """The plan for a request: full-size CoDi when `folder` is None, else that converted folder.
 
@@ -140,7 +143,7 @@ def plan_request(
     available = set(available_components(folder)) if folder is not None else set()
     plans = []
     needed = needed_components(inputs, outputs, available, negative_text=negative_text,
-                               connectors=connectors)
+                               connectors=connectors, starts=starts)
     for name, stage, variant in needed:
         module = meta_from_folder(folder, name) if folder is not None else meta_full_size(name)
         skip = "temporal" if variant == IMAGE_ONLY else None

@@ -15,7 +15,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from codi.pipeline.inputs import DecodedInput, decode_inputs
 from codi.pipeline.request import GenerationRequest, GenerationSettings
 from codi.pipeline.result import GenerationResult
 from codi.pipeline.sampling import make_sampler, sample_latents
+from codi.pipeline.variations import StartEncoder, StartLatent, encode_starts, start_summaries
 
 #: The official audio latent: 1024 mel frames (10.24 s) × 64 bins, /4 each (a model folder's
 #: `geometry.audio_latent_frames` may set another length, e.g. CoDi-Nano's 2.56 s).
@@ -170,12 +171,13 @@ class CoDiPipeline:
             return self.residency.get(name, variant)
 
     def stage_components(
-        self, stage: str, inputs: list[str], outputs: list[str], settings: GenerationSettings
+        self, stage: str, inputs: list[str], outputs: list[str], settings: GenerationSettings,
+        starts: Sequence[str] = (),
     ) -> list[str]:
         """The components one stage of a request uses: "encode", "denoise" or "decode"."""
         needed = needed_components(inputs, outputs, self.available,
                                    negative_text=bool(settings.negative_text),
-                                   connectors=settings.connectors)
+                                   connectors=settings.connectors, starts=starts)
         return [c.name for c in needed if c.stage == stage]
 
     def connectors(
@@ -241,21 +243,26 @@ class CoDiPipeline:
         modalities = [item.modality for item in inputs]
 
         def stage(name: str) -> None:
-            names = self.stage_components(name, modalities, request.outputs, settings)
+            names = self.stage_components(name, modalities, request.outputs, settings,
+                                          [start.modality for start in request.starts])
             self.residency.stage(n for n in names if n in self.available)
 
         stage("encode")
         conditioning = self.encode_conditions(inputs, settings, rng)
+        starts = encode_starts(request.starts, settings, self.start_encoder())
         stage("denoise")
         latents = self.prepare_latents(request.outputs, settings, rng.torch_generator)
         encoded_at = time.perf_counter()
         final = self.denoise(
-            latents, conditioning.context, settings, rng, on_step=on_step, cancel=cancel
+            latents, conditioning.context, settings, rng, on_step=on_step, cancel=cancel,
+            starts=starts,
         )
         denoised_at = time.perf_counter()
         stage("decode")
         result = self.decode(final, settings, rng.torch_generator)
         result.metadata = self.metadata(request, inputs, seed)
+        if request.starts:
+            result.metadata["starts"] = start_summaries(request.starts, settings.steps)
         result.metadata["timings_s"] = {
             "encode": round(encoded_at - started, 3),
             "denoise": round(denoised_at - encoded_at, 3),
@@ -323,9 +330,10 @@ class CoDiPipeline:
         on_step: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
         on_result: Callable | None = None,
+        starts: dict[str, StartLatent] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The chosen sampler with guidance over every output at once, on the device; cancellable
-        between steps."""
+        between steps. `starts`: outputs that start from given media (variations)."""
         outputs = list(latents)
         image_only = IMAGE_ONLY if "video" not in outputs else None
         unets = {
@@ -365,11 +373,20 @@ class CoDiPipeline:
         # The noise was drawn on the CPU (device-independent seeds); it moves to the device once
         # and the whole loop stays there, in float32 between the UNet calls.
         on_device = {m: x.to(self.device, torch.float32) for m, x in latents.items()}
+        starts_on_device = {
+            m: StartLatent(start.latent.to(self.device, torch.float32), start.index)
+            for m, start in (starts or {}).items()
+        }
         return sample_latents(
             denoise_fn, on_device, context, lambda: make_sampler(settings.sampler),
             settings.steps, settings.guidance_scale, generator=rng.torch_generator,
-            on_step=after_step,
+            on_step=after_step, starts=starts_on_device,
         )
+
+    def start_encoder(self) -> StartEncoder:
+        """Encodes variation starts with the outputs' VAEs, to this model's audio length."""
+        return StartEncoder(self.component, self.limits, self.audio_latent_frames,
+                            self.audio_latent_frames * AUDIO_LATENT_SECONDS)
 
     def decode(
         self,

@@ -32,16 +32,19 @@ def needed_components(
     *,
     negative_text: bool = False,
     connectors: bool = True,
+    starts: Sequence[str] = (),
 ) -> list[NeededComponent]:
     """The components of a request, in stage order (encode → denoise → decode).
 
     A negative prompt needs the text encoder whatever the inputs; connectors join in only for
     several outputs, when `connectors` is on and the model has them; "unet_image" serves image
-    outputs without its video layers (IMAGE_ONLY) unless a video is asked for.
+    outputs without its video layers (IMAGE_ONLY) unless a video is asked for. An output that
+    starts from given media (`starts`, a variation) needs its VAE to encode it, before denoising.
     """
     encoders = [ENCODER_OF_MODALITY[m] for m in inputs]
     if negative_text:
         encoders.append("clip_text")
+    encoders += [DECODERS_OF_MODALITY[m][0] for m in starts]
     unets = list(dict.fromkeys(UNET_OF_MODALITY[m] for m in outputs))
     needed = [NeededComponent(n, "encode") for n in dict.fromkeys(encoders)]
     needed += [NeededComponent(n, "denoise", IMAGE_ONLY if n == "unet_image"

@@ -32,7 +32,7 @@ class DecodedInput:
         return {"modality": self.modality, "weight": self.weight, "source": self.source}
 
 
-def _source_name(value: Any) -> str:
+def source_name(value: Any) -> str:
     if isinstance(value, str):
         return value
     if hasattr(value, "__fspath__"):
@@ -46,7 +46,7 @@ def decode_input(item: ConditionInput, limits: MediaLimits) -> list[DecodedInput
     from codi.media.image import load_image
     from codi.media.video import load_video
 
-    source = "text" if item.modality == "text" else _source_name(item.value)
+    source = "text" if item.modality == "text" else source_name(item.value)
     if item.modality == "text":
         return [DecodedInput("text", item.value, item.weight, item.value)]
     if item.modality == "image":

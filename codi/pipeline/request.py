@@ -30,6 +30,24 @@ class ConditionInput:
     use_soundtrack: bool = False
 
 
+#: The outputs a variation can start from (text latents have no encoder from a sentence here).
+START_MODALITIES = ("image", "audio", "video")
+
+
+@dataclass
+class StartInput:
+    """A variation (SDEdit): start one output from this media instead of from pure noise.
+
+    `strength` 0 keeps the media (no denoising step runs), 1 is ordinary generation from the
+    request's seed; in between, the media is noised to the step the strength selects and the
+    remaining steps denoise it, together with the request's other outputs and conditions.
+    """
+
+    modality: str
+    value: Any
+    strength: float = 0.6
+
+
 @dataclass
 class TextDecoding:
     """How a text latent becomes words (official: sampling at temperature 1, 30 tokens)."""
@@ -82,6 +100,8 @@ class GenerationRequest:
     inputs: list[ConditionInput]
     outputs: list[str]
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    #: Outputs that start from given media (variations); at most one per output.
+    starts: list[StartInput] = field(default_factory=list)
 
     def validate(self) -> None:
         """Raise `CoDiUserError` with a message a person can act on."""
@@ -113,7 +133,27 @@ def validate_request(request: GenerationRequest) -> None:
             _check(item.value is not None, f"The {item.modality} input has no file.")
     _check(sum(item.weight for item in request.inputs) > 0,
            "All input weights are 0: give at least one input a weight above 0.")
+    _validate_starts(request)
     _validate_settings(request.settings)
+
+
+def _validate_starts(request: GenerationRequest) -> None:
+    started = [start.modality for start in request.starts]
+    _check(len(set(started)) == len(started), "Each output can start from one file only.")
+    for start in request.starts:
+        _check(start.modality != "text",
+               "A text output cannot start from a given text: variations start image, audio or "
+               "video outputs.")
+        _check(start.modality in START_MODALITIES,
+               f"Unknown start {start.modality!r}; variations start image, audio or video outputs.")
+        _check(start.modality in request.outputs,
+               f"A start {start.modality} is given but {start.modality} is not an output: choose "
+               f"{start.modality} as an output or remove its start file.")
+        _check(start.value is not None, f"The start {start.modality} has no file.")
+        _check(isinstance(start.strength, (int, float)) and math.isfinite(start.strength)
+               and 0 <= start.strength <= 1,
+               f"The strength of the start {start.modality} must be from 0 (keep it) to 1 "
+               "(ignore it).")
 
 
 def _validate_settings(s: GenerationSettings) -> None:

@@ -30,6 +30,7 @@ from diffusers import (
 
 from codi.errors import CoDiUserError
 from codi.models.official_config import OfficialConfig
+from codi.pipeline.variations import StartLatent, noised_start
 
 #: The samplers a request may name → (diffusers class, options on top of CoDi's schedule).
 SAMPLERS: dict[str, tuple[type, dict[str, Any]]] = {
@@ -133,32 +134,43 @@ def sample_latents(
     guidance_scale: float,
     generator: torch.Generator | None = None,
     on_step: Callable[[StepResult], None] | None = None,
+    starts: dict[str, StartLatent] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Denoise every latent together from its starting noise, each with its own scheduler.
 
     context is [unconditional; conditional] (2n rows) when guidance_scale != 1, else the n
     conditional rows only: a scale of 1 needs no unconditional pass. `generator` feeds the
-    ancestral samplers' noise, so a seed reproduces them.
+    ancestral samplers' noise, so a seed reproduces them. A latent in `starts` (a variation)
+    waits until its step, is then noised there from its clean start with its own noise, and
+    is denoised with the others from that step on; one whose step is `steps` stays its start.
     """
     guided = guidance_scale != 1.0
+    starts = starts or {}
     schedulers = {name: new_scheduler() for name in latents}
     for scheduler in schedulers.values():
         scheduler.set_timesteps(steps)
     first = next(iter(schedulers.values()))
-    latents = {k: x * first.init_noise_sigma for k, x in latents.items()}
+    noise = {k: latents[k] for k in starts}
+    latents = {k: starts[k].latent if k in starts else x * first.init_noise_sigma
+               for k, x in latents.items()}
     options = _step_options(first, generator)
     for index, t in enumerate(first.timesteps):
-        scaled = {k: schedulers[k].scale_model_input(x, t) for k, x in latents.items()}
-        model_in = {k: torch.cat([x, x]) if guided else x for k, x in scaled.items()}
-        batch = next(iter(model_in.values())).shape[0]
-        eps = denoise(model_in, t.repeat(batch), context)
-        new_latents, pred_original = {}, {}
-        for name, x in latents.items():
-            e = apply_guidance(eps[name], guidance_scale) if guided else eps[name]
-            out = schedulers[name].step(e, t, x, **options)
-            new_latents[name] = out.prev_sample
-            pred_original[name] = getattr(out, "pred_original_sample", None)
-        latents = new_latents
+        latents = dict(latents)  # each step's StepResult keeps its own latents
+        for name in [k for k, start in starts.items() if start.index == index]:
+            latents[name] = noised_start(schedulers[name], starts[name].latent, noise[name],
+                                         index, t)
+        active = [k for k in latents if k not in starts or starts[k].index <= index]
+        pred_original: dict[str, torch.Tensor | None] = {}
+        if active:
+            scaled = {k: schedulers[k].scale_model_input(latents[k], t) for k in active}
+            model_in = {k: torch.cat([x, x]) if guided else x for k, x in scaled.items()}
+            batch = next(iter(model_in.values())).shape[0]
+            eps = denoise(model_in, t.repeat(batch), context)
+            for name in active:
+                e = apply_guidance(eps[name], guidance_scale) if guided else eps[name]
+                out = schedulers[name].step(e, t, latents[name], **options)
+                latents[name] = out.prev_sample
+                pred_original[name] = getattr(out, "pred_original_sample", None)
         if on_step is not None:
             on_step(StepResult(index, int(t), latents, pred_original))
     return latents
