@@ -108,7 +108,6 @@ def test_unavailable_cuda_is_a_user_error(monkeypatch):
         RuntimeOptions(device="cuda").torch_device()
     with pytest.raises(CoDiUserError, match="cuda:N"):
         RuntimeOptions(device="cuda:x")
-    assert RuntimeOptions().torch_dtype(torch.device("cpu")) is torch.float32
     assert RuntimeOptions().torch_dtype(torch.device("cuda")) is torch.float16
     assert RuntimeOptions(dtype="bf16").torch_dtype(torch.device("cpu")) is torch.bfloat16
 

@@ -20,7 +20,7 @@ def request(outputs: list[str], text: str = "a lighthouse") -> GenerationRequest
 
 
 def fresh(**options) -> CoDiPipeline:
-    runtime = RuntimeOptions(device="cpu", **options) if options else None
+    runtime = RuntimeOptions(device="cpu", dtype="fp32", **options) if options else None
     return CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=runtime)
 
 

@@ -16,8 +16,9 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+from codi.engine import runtime as runtime_module
 from codi.engine.quantization import is_quantized, quantize_linears
-from codi.engine.runtime import RuntimeOptions
+from codi.engine.runtime import RuntimeOptions, component_dtype, cpu_has_native_bf16
 from codi.errors import CoDiUserError
 from codi.models.attention import resolve_attention_backend, set_attention_backend
 from codi.pipeline.codi_pipeline import CoDiPipeline
@@ -35,7 +36,6 @@ def test_options_from_env_and_overrides():
     assert (options.dtype, options.offload, options.memory_budget_gb) == ("bf16", "none", 6.5)
     assert (options.attention, options.quantize) == ("classic", "int8")
     assert options.torch_dtype(torch.device("cpu")) is torch.bfloat16
-    assert RuntimeOptions().torch_dtype(torch.device("cpu")) is torch.float32
     assert RuntimeOptions().torch_dtype(torch.device("cuda")) is torch.float16
     assert not options.engine_is_default() and RuntimeOptions(dtype="bf16").engine_is_default()
 
@@ -90,11 +90,11 @@ def reference() -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("options, atol, outputs", [
-    (RuntimeOptions(offload="model"), 0.0, ("image", "text")),
-    (RuntimeOptions(offload="sequential"), 0.0, ("image", "text")),
-    (RuntimeOptions(memory_budget_gb=1e-6), 0.0, ("image", "text")),
+    (RuntimeOptions(dtype="fp32", offload="model"), 0.0, ("image", "text")),
+    (RuntimeOptions(dtype="fp32", offload="sequential"), 0.0, ("image", "text")),
+    (RuntimeOptions(dtype="fp32", memory_budget_gb=1e-6), 0.0, ("image", "text")),
     (RuntimeOptions(dtype="bf16"), 0.25, ("image",)),
-    (RuntimeOptions(quantize="int8"), 0.25, ("image",)),
+    (RuntimeOptions(dtype="fp32", quantize="int8"), 0.25, ("image",)),
 ], ids=["offload-model", "offload-sequential", "tiny-budget", "bf16", "int8"])
 def test_runtime_outputs_match_fp32(reference, options, atol, outputs):
     pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=options.replace(device="cpu"))
@@ -111,8 +111,8 @@ def test_runtime_outputs_match_fp32(reference, options, atol, outputs):
 def test_runtime_is_recorded_in_metadata():
     from codi.pipeline.request import GenerationRequest
 
-    pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=RuntimeOptions(device="cpu",
-                                                                             attention="xformers"))
+    pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, runtime=RuntimeOptions(
+        device="cpu", dtype="fp32", attention="xformers"))
     result = pipe(GenerationRequest([ConditionInput("text", "x")], ["image"], SETTINGS))
     runtime = result.metadata["runtime"]
     assert runtime["attention"] == "sdpa" and runtime["dtype"] == "float32"
@@ -126,3 +126,34 @@ def test_quantized_text_unet_runs_with_every_linear_quantized():
     assert type(unet.time_embed.linear_1) is torch.nn.Linear
     out = unet(torch.randn(2, 768), torch.tensor([10, 10]), torch.randn(2, 1, 32))
     assert out.shape == (2, 768) and torch.isfinite(out).all()
+
+
+CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {extra}\nbogomips\t: 1\n"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert cpu_has_native_bf16(CPUINFO.format(extra="avx512_bf16"))
+    assert cpu_has_native_bf16(CPUINFO.format(extra="amx_bf16 amx_tile"))
+    assert not cpu_has_native_bf16(CPUINFO.format(extra="avx512bw"))  # emulated bf16 only
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_a_cpu_is_bf16_only_where_it_is_native(monkeypatch, native, expected):
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: native)
+    assert RuntimeOptions().torch_dtype(torch.device("cpu")) is expected
+    assert RuntimeOptions(dtype="fp32").torch_dtype(torch.device("cpu")) is torch.float32
+
+
+def test_a_bf16_cpu_run_keeps_the_audio_decoders_in_float32():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert component_dtype("vocoder", torch.bfloat16, cpu) is torch.float32
+    assert component_dtype("vae_audio", torch.bfloat16, cpu) is torch.float32
+    assert component_dtype("unet_audio", torch.bfloat16, cpu) is torch.bfloat16
+    assert component_dtype("vocoder", torch.float16, gpu) is torch.float16
+    pipe = CoDiPipeline.from_pretrained(TINY_RANDOM_DIR, dtype=torch.bfloat16)
+    from codi.pipeline.request import GenerationRequest
+
+    result = pipe(GenerationRequest([ConditionInput("text", "x")], ["audio"], SETTINGS))
+    assert pipe.component("vocoder").dtype == torch.float32
+    assert pipe.component("unet_audio").dtype == torch.bfloat16
+    assert np.isfinite(result.audios[0]).all()

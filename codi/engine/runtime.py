@@ -3,8 +3,9 @@
 One `RuntimeOptions` gathers every knob; it is read from CLI flags and environment variables
 (`CODI_DEVICE`, `CODI_DTYPE`, `CODI_ATTENTION`, `CODI_QUANTIZE`, `CODI_OFFLOAD`,
 `CODI_MEMORY_BUDGET_GB`) and `apply`-ed to each component when the pipeline opens it. The
-defaults (fp32 on CPU, SDPA attention, no quantization, everything resident) leave the float32
-numerics untouched.
+defaults: SDPA attention, no quantization, everything resident, fp16 on a GPU, and on a CPU bf16
+where it is native (else fp32); `CoDiPipeline.from_pretrained` without options stays float32 on
+the CPU (the parity tests' numerics).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +43,12 @@ QUANTIZABLE = frozenset({
     "unet_text_connectors", "clip_text", "clip_vision", "clap",
 })
 VAES = frozenset({"vae_image", "vae_audio"})
+#: Components that stay float32 when a CPU run is in bf16: the audio decoders. In bf16 the
+#: vocoder alone moves CoDi-Nano's waveform by 16% (mean |Δ| / mean |x|; 1.8% with both kept
+#: float32) and they are a small share of the compute (docs/benchmarks.md, "bf16 on CPU").
+CPU_BF16_KEEP_FP32 = frozenset({"vae_audio", "vocoder"})
+#: CPU flags of native bf16 arithmetic (Linux /proc/cpuinfo names).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 ENV = {
     "device": "CODI_DEVICE", "dtype": "CODI_DTYPE", "attention": "CODI_ATTENTION",
     "quantize": "CODI_QUANTIZE", "offload": "CODI_OFFLOAD",
@@ -50,13 +58,15 @@ ENV = {
 
 @dataclass
 class RuntimeOptions:
-    """device: auto | cpu | cuda[:N] | mps. dtype: auto (fp16 on a GPU, as the released weights;
-    fp32 on CPU)
-    | fp32 | fp16 | bf16. attention: sdpa | xformers (CUDA only; falls back to sdpa) | classic
-    (the official einsum). quantize: none | int8 | int4 (bitsandbytes, large Linear layers of the
-    UNets and encoders). offload: none (keep what was opened) | model (per stage: encoders, then
-    UNets, then decoders; the rest leave the device) | sequential (blocks stream to the device one
-    at a time). memory_budget_gb: cap on resident weights; least recently used components leave.
+    """How and where a pipeline runs (each field has a CLI flag and a CODI_* variable).
+
+    device: auto | cpu | cuda[:N] | mps. dtype: auto (fp16 on a GPU, as the released weights; on
+    a CPU bf16 where it is native, else fp32) | fp32 | fp16 | bf16. attention: sdpa | xformers
+    (CUDA only; falls back to sdpa) | classic (the official einsum). quantize: none | int8 | int4
+    (bitsandbytes, large Linear layers of the UNets and encoders). offload: none (keep what was
+    opened) | model (per stage: encoders, then UNets, then decoders; the rest leave the device) |
+    sequential (blocks stream to the device one at a time). memory_budget_gb: cap on resident
+    weights; least recently used components leave.
     """
 
     device: str = "auto"
@@ -138,12 +148,14 @@ class RuntimeOptions:
         return torch.device("cpu")
 
     def torch_dtype(self, device: torch.device | None = None) -> torch.dtype:
-        """`auto`: fp16 on a GPU (the released weights' precision; bf16 is an option), fp32 on
-        CPU (bf16 is an option there too)."""
+        """`auto`: fp16 on a GPU (the released weights' precision; bf16 is an option); on a CPU
+        bf16 when it computes bf16 natively (`cpu_has_native_bf16`), else fp32."""
         if self.dtype != "auto":
             return DTYPES[self.dtype]
         device = device or self.torch_device()
-        return torch.float32 if device.type == "cpu" else torch.float16
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        return torch.float16
 
     def memory_budget_bytes(self) -> float | None:
         return None if self.memory_budget_gb is None else self.memory_budget_gb * 1e9
@@ -180,6 +192,28 @@ class RuntimeOptions:
         }
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX-BF16), read from the flags of
+    /proc/cpuinfo (or `cpuinfo`, for tests); False where that file does not exist. Without them
+    PyTorch emulates bf16 on a CPU, which is slower than fp32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags")
+             for f in line.partition(":")[2].split()}
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def component_dtype(name: str, dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype component `name` opens in when the run is in `dtype` on `device`: the run's,
+    except the audio decoders of a bf16 CPU run (CPU_BF16_KEEP_FP32), which stay float32."""
+    if dtype == torch.bfloat16 and device.type == "cpu" and name in CPU_BF16_KEEP_FP32:
+        return torch.float32
+    return dtype
+
+
 def conv_weights_channels_last(module: nn.Module) -> int:
     """Channels-last layout for the 4-D weights of `module`'s 2-D (transposed) convolutions;
     returns how many were changed.
@@ -211,7 +245,8 @@ def add_runtime_arguments(parser) -> None:
     group = parser.add_argument_group("runtime (environment fallbacks: CODI_DEVICE, ...)")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps [CODI_DEVICE]")
     group.add_argument("--dtype", choices=("auto", *DTYPES),
-                       help="auto = fp16 on a GPU, fp32 on CPU [CODI_DTYPE]")
+                       help="auto = fp16 on a GPU; on a CPU bf16 where native, else fp32 "
+                            "[CODI_DTYPE]")
     group.add_argument("--attention", choices=ATTENTION_BACKENDS,
                        help="sdpa (default), xformers (CUDA, falls back to sdpa), classic "
                             "(official einsum) [CODI_ATTENTION]")

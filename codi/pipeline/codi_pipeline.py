@@ -25,7 +25,7 @@ import torch
 
 from codi import __version__
 from codi.engine.residency import IMAGE_ONLY, ResidencyManager
-from codi.engine.runtime import RuntimeOptions
+from codi.engine.runtime import RuntimeOptions, component_dtype
 from codi.errors import CoDiUserError, GenerationCancelled
 from codi.media.limits import MediaLimits
 from codi.models.joint import UNET_OF_MODALITY, joint_forward, mix_conditions
@@ -139,7 +139,8 @@ class CoDiPipeline:
             "weights_sha256": index.get("weights_sha256", {}),
         }
         return cls(
-            load_component=lambda name: load_component(folder, name, dtype),
+            load_component=lambda name: load_component(
+                folder, name, component_dtype(name, dtype, torch.device(device))),
             available=set(available_components(folder)),
             tokenizers=tokenizers_from_vocab(vocab_dir) if vocab_dir else load_tokenizers(folder),
             codi_constants=index["codi"],
