@@ -9,10 +9,9 @@ import numpy as np
 import torch
 
 from codi.media.limits import MediaLimits
+from codi.models.mel import SAMPLE_RATE
 from codi.pipeline.request import ConditionInput
 
-#: CLAP and the audio outputs work at 16 kHz.
-AUDIO_RATE = 16000
 #: Frames sampled from a video input. The official demo asks for 8 (its loader silently took 4).
 CONDITION_VIDEO_FRAMES = 8
 
@@ -57,8 +56,8 @@ def decode_input(item: ConditionInput, limits: MediaLimits) -> list[DecodedInput
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().numpy()
         if isinstance(value, np.ndarray):  # a bare array is a 16 kHz waveform
-            value = (AUDIO_RATE, value)
-        loaded = load_audio(value, AUDIO_RATE, limits)
+            value = (SAMPLE_RATE, value)
+        loaded = load_audio(value, SAMPLE_RATE, limits)
         return [DecodedInput("audio", loaded.wave, item.weight, source, loaded.notices)]
     if isinstance(item.value, np.ndarray):  # already-decoded uint8 frames [F, H, W, 3]
         return [DecodedInput("video", item.value, item.weight, source)]

@@ -7,13 +7,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from codi.errors import CoDiUserError
+from codi.models.temporal import MAX_FRAMES  # the video UNet's position tables
 
 Modality = Literal["text", "image", "audio", "video"]
 MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video")
 #: The samplers a request may name (codi.pipeline.sampling.SAMPLERS builds them).
 SAMPLER_NAMES = ("ddim", "dpmpp_2m", "dpmpp_2m_karras", "unipc", "euler", "euler_ancestral")
-#: The temporal position tables of the video UNet hold 30 frames.
-MAX_FRAMES = 30
 MAX_IMAGE_SIZE = 1024
 MAX_SAMPLES = 16
 MAX_STEPS = 1000

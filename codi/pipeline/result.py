@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-#: CoDi's audio is 16 kHz.
-AUDIO_SAMPLE_RATE = 16000
+from codi.models.mel import SAMPLE_RATE
 
 
 @dataclass
@@ -45,7 +44,7 @@ class GenerationResult:
             self.metadata["video_audio"] = {
                 "reconcile": reconcile,
                 "video_duration_s": round(len(self.videos[0]) / fps, 3),
-                "audio_duration_s": round(len(self.audios[0]) / AUDIO_SAMPLE_RATE, 3),
+                "audio_duration_s": round(len(self.audios[0]) / SAMPLE_RATE, 3),
             }
         for i, image in enumerate(self.images):
             written.append(save_png(image, out_dir / f"{stem}_image_{i}.png", self.metadata))
@@ -53,12 +52,12 @@ class GenerationResult:
             audio = self.audios[i] if i < len(self.audios) else None
             info = save_mp4(
                 frames, fps, out_dir / f"{stem}_video_{i}.mp4", audio=audio,
-                audio_rate=AUDIO_SAMPLE_RATE, reconcile=reconcile, metadata=self.metadata,
+                audio_rate=SAMPLE_RATE, reconcile=reconcile, metadata=self.metadata,
             )
             written.append(info.path)
         for i, wave in enumerate(self.audios):
             path = out_dir / f"{stem}_audio_{i}.wav"
-            written.append(save_wav(wave, AUDIO_SAMPLE_RATE, path, self.metadata))
+            written.append(save_wav(wave, SAMPLE_RATE, path, self.metadata))
         for i, text in enumerate(self.texts):
             written.append(save_text(text, out_dir / f"{stem}_text_{i}.txt", self.metadata))
         self.paths = [Path(p) for p in written]

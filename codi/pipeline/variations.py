@@ -17,9 +17,10 @@ import torch
 from PIL import Image
 
 from codi.media.limits import MediaLimits
+from codi.models.mel import SAMPLE_RATE
 from codi.models.vae import encode_audio_posterior
 from codi.pipeline.components import DECODERS_OF_MODALITY
-from codi.pipeline.inputs import AUDIO_RATE, source_name
+from codi.pipeline.inputs import source_name
 from codi.pipeline.request import GenerationSettings, StartInput
 
 
@@ -111,8 +112,8 @@ class StartEncoder:
         from codi.media.audio import load_audio
 
         if isinstance(value, np.ndarray):  # a bare array is a 16 kHz waveform
-            value = (AUDIO_RATE, value)
-        wave = torch.from_numpy(load_audio(value, AUDIO_RATE, self.limits).wave)[None]
+            value = (SAMPLE_RATE, value)
+        wave = torch.from_numpy(load_audio(value, SAMPLE_RATE, self.limits).wave)[None]
         vae = self._vae("audio")
         posterior = encode_audio_posterior(vae, wave.to(vae.device), self.audio_seconds)
         latent = (vae.config.scaling_factor * posterior.mean).cpu()
