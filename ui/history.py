@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ui.studio import StudioResult
 
+#: Most entries a page's history holds (the oldest drops out); the studio keeps as many result
+#: folders per session, so every entry shown can still be restored.
+MAX_ENTRIES = 12
+
 
 @dataclass
 class HistoryEntry:
