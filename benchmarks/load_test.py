@@ -15,7 +15,8 @@ Report (Markdown on stdout, JSON with `--json`): requests completed, refused (wi
 the client got), failed (with their messages), cancelled, lost; p50/p95 latency of the completed
 ones; the server's RSS (VmRSS) after start, after a warm-up request and after the load; files
 under the server's temporary directory after the warm-up, at their peak, after the load and
-after shutdown; result folders at their peak against the policy's bound.
+after shutdown; result folders at their peak against the policy's bound, and once the closed
+clients' sessions have ended (their folders go with them).
 
 Exit status 1 when a request is lost silently (no result and no message, or no answer before
 `--timeout-s`), when RSS grows more than `--max-rss-growth-mb` over the warm-up, when result
@@ -59,7 +60,8 @@ MODES: list[tuple[str, dict[str, Any]]] = [
     ("text→all", {"text": "a city at night", "outputs": ["text", "image", "audio", "video"]}),
 ]
 FILE_FIELDS = ("image", "audio", "video")
-#: Steps of the request the cancelling client stops midway (long enough to catch it running).
+#: Steps of the request the cancelling client stops midway (the most the form allows, at
+#: 256 px with audio: long enough to catch it running).
 CANCEL_STEPS = 200
 
 
@@ -177,19 +179,20 @@ def plain_client(url: str, index: int, requests: int, deadline: float, tally: Ta
 
 
 def cancelling_client(url: str, deadline: float, tally: Tally) -> None:
-    """Start a long generation, wait until it runs (or for a while in the queue), cancel it."""
+    """Start a long generation, wait until it runs (while time is left), cancel it."""
     from gradio_client.utils import Status
 
     client = connect(url)
     started = time.perf_counter()
-    values = arguments({"text": "cancel me", "outputs": ["image"], "steps": CANCEL_STEPS})
+    values = arguments({"text": "cancel me", "outputs": ["image", "audio"],
+                        "steps": CANCEL_STEPS, "image_size": 256})
     try:
         job = client.submit(**values, api_name="/generate")
-        waited = time.monotonic() + 30
-        while (not job.done() and job.status().code != Status.PROCESSING
-               and time.monotonic() < waited):
-            time.sleep(0.2)
-        time.sleep(0.5)  # a few steps in
+        waiting = {Status.STARTING, Status.JOINING_QUEUE, Status.IN_QUEUE, Status.SENDING_DATA}
+        while (not job.done() and job.status().code in waiting
+               and time.monotonic() < deadline - 10):
+            time.sleep(0.1)
+        time.sleep(0.1)  # a step or two in
         client.predict(api_name="/cancel")
         out = job.result(timeout=max(1.0, deadline - time.monotonic()))
         kind, message = "completed", f"finished before the cancel: {str(out[-1])[:100]}"
@@ -266,6 +269,15 @@ def stop_server(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
+def wait_for_leave(tmp: Path, args: argparse.Namespace) -> tuple[int, float]:
+    """Result folders once the closed clients' sessions end (Gradio notices a closed client
+    at its next heartbeat, about 15 s), waiting up to `--leave-wait-s`; and the wait."""
+    started = time.monotonic()
+    while (left := result_folders(tmp)) and time.monotonic() - started < args.leave_wait_s:
+        time.sleep(0.5)
+    return left, time.monotonic() - started
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -311,11 +323,15 @@ def load(args: argparse.Namespace, tmp: Path, work: Path) -> dict[str, Any]:
         report["temp_files_after_load"] = count_files(tmp)
         report["result_folders_after_load"] = result_folders(tmp)
         report["server_alive"] = proc.poll() is None
+        report["result_folders_after_leave"], report["leave_s"] = wait_for_leave(tmp, args)
     finally:
         report["server_exit"] = stop_server(proc)
     time.sleep(0.5)
     report["temp_files_after_shutdown"] = count_files(tmp)
-    report["left_behind"] = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))[:20]
+    # files, and our own folders even when empty (others' empty folders, such as torch's
+    # compile cache directory, are not counted)
+    report["left_behind"] = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")
+                                   if p.is_file() or p.name.startswith("codi-studio-"))[:20]
     with tally.lock:
         outcomes = list(tally.outcomes)
         report["temp_files_peak"] = tally.peak_files
@@ -347,8 +363,8 @@ def summarize(report: dict[str, Any], outcomes: list[Outcome],
     if report["result_folders_peak"] > report["result_folder_bound"]:
         problems.append(f"{report['result_folders_peak']} result folders at the peak "
                         f"(> {report['result_folder_bound']})")
-    if report["temp_files_after_shutdown"]:
-        problems.append(f"{report['temp_files_after_shutdown']} files left after shutdown")
+    if report["temp_files_after_shutdown"] or report["left_behind"]:
+        problems.append(f"left after shutdown: {', '.join(report['left_behind'])}")
     if not report["server_alive"] or report["hung_threads"]:
         problems.append("the server died or clients hung")
     report["problems"] = problems
@@ -375,7 +391,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['temp_files_peak']} at the peak, {report['temp_files_after_load']} after the "
         f"load, {report['temp_files_after_shutdown']} after shutdown",
         f"- result folders: {report['result_folders_peak']} at the peak (bound "
-        f"{report['result_folder_bound']}), {report['result_folders_after_load']} after the load",
+        f"{report['result_folder_bound']}), {report['result_folders_after_load']} after the "
+        f"load, {report['result_folders_after_leave']} {report['leave_s']:.0f} s after the "
+        "clients closed",
     ]
     for kind, messages in report["messages"].items():
         lines += [f"- {kind}: {m!r}" for m in messages[:5]]
@@ -395,6 +413,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="most RSS growth over the warm-up (300 MB)")
     p.add_argument("--start-timeout-s", type=float, default=180.0,
                    help="how long app.py may take to answer (180)")
+    p.add_argument("--leave-wait-s", type=float, default=40.0,
+                   help="how long to wait for the closed sessions' folders to go (40)")
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args(argv)
     if min(args.clients, args.requests, args.queue_size, args.workers) < 1:
