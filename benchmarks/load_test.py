@@ -20,8 +20,9 @@ clients' sessions have ended (their folders go with them).
 
 Exit status 1 when a request is lost silently (no result and no message, or no answer before
 `--timeout-s`), when RSS grows more than `--max-rss-growth-mb` over the warm-up, when result
-folders exceed the policy (each client session keeps at most `ui.history.MAX_ENTRIES`), when a
-file is left in the temporary directory after shutdown, or when the server dies; 0 otherwise.
+folders exceed the policy (each client session keeps at most
+`ui.temp_files.RESULTS_PER_SESSION`), when a file is left in the temporary directory after
+shutdown, or when the server dies; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codi.store.assets import EXAMPLES_DIR  # noqa: E402
-from ui.history import MAX_ENTRIES  # noqa: E402
+from ui.temp_files import RESULTS_PER_SESSION  # noqa: E402
 
 FAST = {"steps": 2, "image_size": 64, "num_frames": 3, "randomize_seed": False, "seed": 3}
 #: (name, /generate arguments; file inputs are example names, sent with handle_file).
@@ -350,8 +351,8 @@ def summarize(report: dict[str, Any], outcomes: list[Outcome],
     report["p50_s"], report["p95_s"] = percentile(latencies, 50), percentile(latencies, 95)
     report["messages"] = {k: sorted({o.message for o in outcomes if o.kind == k})
                           for k in ("refused", "failed", "cancelled", "lost")}
-    # each session keeps at most MAX_ENTRIES folders: the clients, the canceller, the warm-up
-    report["result_folder_bound"] = (args.clients * min(args.requests, MAX_ENTRIES) + 2)
+    # each session keeps at most RESULTS_PER_SESSION folders; the warm-up's one, the cancel's
+    report["result_folder_bound"] = args.clients * min(args.requests, RESULTS_PER_SESSION) + 2
     report["rss_growth_mb"] = report["rss_after_mb"] - report["rss_before_mb"]
     problems = []
     if report["counts"]["lost"] or len(outcomes) != report["expected"]:

@@ -25,9 +25,8 @@ from codi.pipeline.result import GenerationResult
 from codi.store.model_store import resolve_model
 from codi.store.tiny_random import TINY_RANDOM_KIND
 from ui.form import apply_model_defaults
-from ui.history import MAX_ENTRIES
 from ui.status import status_markdown
-from ui.temp_files import scratch_dir
+from ui.temp_files import RESULTS_PER_SESSION, scratch_dir
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
 
 ProgressFn = Callable[..., Any]
@@ -102,7 +101,7 @@ class Studio:
         runtime: RuntimeOptions | None = None,
         output_dir: Path | None = None,
         limits: MediaLimits | None = None,
-        keep: int = MAX_ENTRIES,
+        keep: int = RESULTS_PER_SESSION,
     ) -> None:
         self.model = resolve_model(model)
         self.pipeline = open_pipeline(self.model.folder, runtime or RuntimeOptions.from_env())

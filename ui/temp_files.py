@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+#: Result folders the studio keeps per session (the history gallery holds as many entries).
+RESULTS_PER_SESSION = 12
 #: How long an evaluation export stays after it was made: Gradio copies it into its cache as
 #: soon as the handler returns, so a few minutes is plenty.
 EXPORT_MAX_AGE_S = 300.0
