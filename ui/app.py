@@ -9,6 +9,7 @@ parameter per form field, named as in `ui.form.FIELDS`) and `/cancel`; the Evalu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
     return app
 
 
-def _forget_session(studio: Studio):
+def _forget_session(studio: Studio) -> Callable[[gr.Request], None]:
     """When a page closes (or a client disconnects), its history is gone: so are its files."""
 
     def forget(request: gr.Request) -> None:
