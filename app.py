@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--auth", default=_env("CODI_AUTH"), metavar="USER:PASS[,USER:PASS]",
                    help="require a login (env CODI_AUTH)")
     p.add_argument("--queue-size", type=int, default=int(_env("CODI_QUEUE_SIZE", "16")),
-                   help="most requests waiting at once (env CODI_QUEUE_SIZE)")
+                   help="most requests waiting at once; more are refused with \"This "
+                        "application is currently busy. Please try again.\" (env "
+                        "CODI_QUEUE_SIZE)")
     p.add_argument("--workers", type=int, default=int(_env("CODI_WORKERS", "1")),
                    help="generations running at once (env CODI_WORKERS)")
     p.add_argument("--data-dir", default=_env("CODI_DATA_DIR"),
@@ -70,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from ui.temp_files import serve_from_process_dir
+
+    serve_from_process_dir()  # before Gradio is imported: its cache goes there too
     from codi.engine.runtime import options_from_args
     from codi.errors import CoDiUserError
     from ui.app import build_app, launch_options

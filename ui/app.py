@@ -9,6 +9,7 @@ parameter per form field, named as in `ui.form.FIELDS`) and `/cancel`; the Evalu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ui.handlers import (
     hide_second,
     record,
     reveal_second,
+    session_of,
     show_results,
     summarize,
 )
@@ -45,6 +47,9 @@ from ui.studio import Studio
 from ui.theme import CSS, THEME
 
 PRIVATE = {"api_visibility": "private", "queue": False}
+#: Gradio's cache of served and uploaded files: every 30 minutes, files older than an hour go
+#: (and all of them when the server stops). See docs/studio.md, "Temporary files".
+DELETE_CACHE = (1800, 3600)
 
 
 @dataclass
@@ -127,7 +132,8 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
     `codi.evaluation.data_dir`)."""
     studio = studio or Studio()
     defaults = default_form(studio.tiny_random, studio.pipeline.defaults)
-    with gr.Blocks(title="CoDi Studio", analytics_enabled=False) as app:
+    with gr.Blocks(title="CoDi Studio", analytics_enabled=False,
+                   delete_cache=DELETE_CACHE) as app:
         gr.Markdown("# CoDi Studio\nAny-to-any generation with Composable Diffusion: mix text, "
                     "images, sounds and videos in; get any of them out.", elem_id="studio-header")
         banner = gr.Markdown(studio.status(), elem_id="model-status",
@@ -141,7 +147,17 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
             _wire_restore(tab, handlers)
         with gr.Tab("Evaluate", id="evaluate"):
             build_evaluation_tab(app, Evaluator(data_dir), tab.history)
+        app.unload(_forget_session(studio))
     return app
+
+
+def _forget_session(studio: Studio) -> Callable[[gr.Request], None]:
+    """When a page closes (or a client disconnects), its history is gone: so are its files."""
+
+    def forget(request: gr.Request) -> None:
+        studio.forget(session_of(request))
+
+    return forget
 
 
 def launch_options(data_dir: str | Path | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from codi.errors import CoDiUserError
 from codi.pipeline.request import MODALITIES
 from ui.examples import Example
 from ui.form import describe_inputs, request_from_form
-from ui.history import HistoryEntry, entry_at, gallery_items
+from ui.history import MAX_ENTRIES, HistoryEntry, entry_at, gallery_items
 from ui.panels import RESULT_KINDS
 from ui.studio import Studio, StudioResult
 
@@ -57,9 +57,9 @@ def status_line(result: StudioResult) -> str:
 
 
 def record(entry: HistoryEntry, history: list[HistoryEntry]):
-    """Append a finished generation to the session's history."""
-    entry.number = len(history) + 1
-    history = [*history, entry]
+    """Append a finished generation to the session's history (the newest `MAX_ENTRIES`)."""
+    entry.number = (history[-1].number if history else 0) + 1
+    history = [*history, entry][-MAX_ENTRIES:]
     return history, gallery_items(history)
 
 

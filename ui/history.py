@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ui.temp_files import RESULTS_PER_SESSION
+
 if TYPE_CHECKING:
     from ui.studio import StudioResult
+
+#: Most entries a page's history holds (the oldest drops out): as many as the result folders
+#: the studio keeps per session, so every entry shown can still be restored.
+MAX_ENTRIES = RESULTS_PER_SESSION
 
 
 @dataclass

@@ -7,9 +7,10 @@ sees a tensor. Generation runs through `run_pipeline`, which ZeroGPU may move on
 from __future__ import annotations
 
 import itertools
-import tempfile
+import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from codi.store.model_store import resolve_model
 from codi.store.tiny_random import TINY_RANDOM_KIND
 from ui.form import apply_model_defaults
 from ui.status import status_markdown
+from ui.temp_files import RESULTS_PER_SESSION, scratch_dir
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
 
 ProgressFn = Callable[..., Any]
@@ -85,7 +87,13 @@ def step_reporter(progress: ProgressFn) -> Callable[[int, int], None]:
 
 
 class Studio:
-    """Owns the pipeline and the session bookkeeping; thread-safe for several workers."""
+    """Owns the pipeline and the session bookkeeping; thread-safe for several workers.
+
+    Results are saved in numbered folders under `output_dir` (default: under the process's
+    temporary folder, `ui.temp_files`). Each session keeps its newest `keep` folders (what its
+    history can still recall); older ones, and all of a session's folders when it ends
+    (`forget`), are deleted.
+    """
 
     def __init__(
         self,
@@ -93,6 +101,7 @@ class Studio:
         runtime: RuntimeOptions | None = None,
         output_dir: Path | None = None,
         limits: MediaLimits | None = None,
+        keep: int = RESULTS_PER_SESSION,
     ) -> None:
         self.model = resolve_model(model)
         self.pipeline = open_pipeline(self.model.folder, runtime or RuntimeOptions.from_env())
@@ -101,10 +110,12 @@ class Studio:
         self.runtime = self.pipeline.runtime.summary(self.pipeline.device, self.pipeline.dtype)
         self.limits = limits or MediaLimits()
         self.pipeline.limits = self.limits
-        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="codi-studio-"))
+        self.output_dir = Path(output_dir) if output_dir else scratch_dir("results")
+        self.keep = keep
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
+        self._folders: dict[str, deque[Path]] = {}
 
     @property
     def tiny_random(self) -> bool:
@@ -148,9 +159,28 @@ class Studio:
             with self._lock:
                 if self._cancels.get(session) is event:
                     del self._cancels[session]
-        folder = self.output_dir / f"{next(self._counter):04d}"
+        folder = self._result_folder(session)
         paths = [str(p) for p in result.save(folder)]
         return self._as_files(request, result, paths, folder, time.perf_counter() - started)
+
+    def _result_folder(self, session: str) -> Path:
+        """A new result folder for `session`; its folders beyond the newest `keep` are deleted."""
+        with self._lock:
+            folder = self.output_dir / f"{next(self._counter):04d}"
+            folders = self._folders.setdefault(session, deque())
+            folders.append(folder)
+            stale = [folders.popleft() for _ in range(len(folders) - self.keep)]
+        for old in stale:
+            shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def forget(self, session: str) -> int:
+        """Delete every result folder of a session that ended; returns how many."""
+        with self._lock:
+            folders = self._folders.pop(session, deque())
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(folders)
 
     def _as_files(
         self, request: GenerationRequest, result: GenerationResult, paths: list[str],

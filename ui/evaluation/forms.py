@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from codi.evaluation.spec import (
     SystemSpec,
     parse_prompts,
 )
+from ui.temp_files import scratch_dir
 
 PROMPT_FILE_KINDS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".txt": "lines"}
 #: What the Systems box shows on a fresh page: the same model at two step counts.
@@ -76,7 +76,7 @@ def stage_uploads(paths: list[str] | None) -> tuple[Path | None, Path | None]:
     their uploads); returns (the prompt file or None, the folder or None)."""
     if not paths:
         return None, None
-    folder = Path(tempfile.mkdtemp(prefix="codi-eval-upload-"))
+    folder = scratch_dir("uploads")
     prompt_files = []
     for path in paths:
         source = Path(path)
@@ -85,6 +85,7 @@ def stage_uploads(paths: list[str] | None) -> tuple[Path | None, Path | None]:
         if source.suffix.lower() in PROMPT_FILE_KINDS:
             prompt_files.append(target)
     if len(prompt_files) > 1:
+        shutil.rmtree(folder, ignore_errors=True)
         raise CoDiUserError("Upload one prompt file (.jsonl, .csv or .txt) at a time, with the "
                             "media it names.")
     return (prompt_files[0] if prompt_files else None), folder
@@ -128,14 +129,20 @@ def collect_prompts(typed: str, prompt_file: Path | None, outputs: list[str],
 def build_spec(name: str, typed: str, uploads: list[str] | None, outputs: list[str],
                systems: str, seeds: str, criteria: str,
                history: list[dict[str, Any]] | None = None) -> tuple[SessionSpec, Path | None]:
-    """The validated session the form describes and the folder its uploads were staged in."""
+    """The validated session the form describes and the folder its uploads were staged in
+    (the caller removes it; on an error it is removed here)."""
     prompt_file, folder = stage_uploads(uploads)
-    spec = SessionSpec(
-        name=(name or "").strip() or "Evaluation session",
-        prompts=collect_prompts(typed, prompt_file, outputs, history or []),
-        systems=parse_systems(systems),
-        seeds=parse_seeds(seeds),
-        criteria=parse_criteria(criteria),
-    )
-    spec.validate()
+    try:
+        spec = SessionSpec(
+            name=(name or "").strip() or "Evaluation session",
+            prompts=collect_prompts(typed, prompt_file, outputs, history or []),
+            systems=parse_systems(systems),
+            seeds=parse_seeds(seeds),
+            criteria=parse_criteria(criteria),
+        )
+        spec.validate()
+    except Exception:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return spec, folder

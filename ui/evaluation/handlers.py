@@ -8,8 +8,6 @@ ui.evaluation.tab wires them to the panels of ui.evaluation.layout and wraps eac
 from __future__ import annotations
 
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -31,6 +29,7 @@ from ui.evaluation.view import (
     session_markdown,
     side_outputs,
 )
+from ui.temp_files import export_dir
 
 #: Components `show_next` leaves as they are when no pair is left: the prompt, the headers,
 #: media, ratings and comments of both sides, the vote buttons, next and the vote status.
@@ -193,9 +192,8 @@ class EvaluationHandlers:
 
     def export_zip(self, session_id: str) -> str:
         """The session as a zip: manifest, spec, cells, votes and ratings (JSONL and CSV) and
-        every media file."""
-        folder = Path(tempfile.mkdtemp(prefix="codi-export-"))
-        return str(self.evaluator.export(session_id, folder))
+        every media file. The zip's folder goes a few minutes later (`ui.temp_files`)."""
+        return str(self.evaluator.export(session_id, export_dir()))
 
     def import_zip(self, zip_file: str | None):
         """Import an exported session zip as a new session; returns a message and its id."""
