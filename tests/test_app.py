@@ -189,3 +189,37 @@ def test_the_form_carries_the_sampler_into_the_request():
         "euler")
     with pytest.raises(CoDiUserError, match="Sampler 'plms'"):
         request_from_form(form | {"text": "a bell", "sampler": "plms"})
+
+
+def test_starts_of_chosen_outputs_join_the_request_with_their_strength(tmp_path):
+    from ui.form import describe_starts
+
+    picture, sound = tmp_path / "a.png", tmp_path / "b.wav"
+    values = form(text="a bell", outputs=["image", "audio"], start_image=str(picture),
+                  start_image_strength=0.25, start_audio={"path": str(sound)},
+                  start_video=str(tmp_path / "unused.mp4"))
+    request = request_from_form(values)
+    assert [(s.modality, s.value, s.strength) for s in request.starts] == [
+        ("image", picture, 0.25), ("audio", sound, 0.6)]
+    assert describe_starts(values) == ("image from a file at strength 0.25, "
+                                       "audio from a file at strength 0.6")
+    # video is not an output: its start is left out, as the page hides it
+    assert request_from_form(values | {"outputs": ["text"]}).starts == []
+    with pytest.raises(CoDiUserError, match="from 0"):
+        request_from_form(values | {"start_image_strength": 1.5})
+    with pytest.raises(CoDiUserError, match="not a number"):
+        request_from_form(values | {"start_image_strength": "lots"})
+
+
+def test_use_as_start_takes_the_selected_image_and_keeps_its_output():
+    from ui.handlers import use_as_start
+
+    gallery = [("/r/one.png", None), ("/r/two.png", None)]
+    path, outputs, opened = use_as_start("image")(gallery, ["text"], 1)
+    assert path == "/r/two.png" and outputs == ["text", "image"] and opened["open"] is True
+    assert use_as_start("image")(gallery, ["image"], 7)[:2] == ["/r/one.png", ["image"]]
+    assert use_as_start("audio")("/r/a.wav", ["audio"])[0] == "/r/a.wav"
+    assert use_as_start("video")({"video": {"path": "/r/v.mp4"}}, [])[:2] == [
+        "/r/v.mp4", ["video"]]
+    with pytest.raises(CoDiUserError, match="no audio result yet"):
+        use_as_start("audio")(None, ["audio"])

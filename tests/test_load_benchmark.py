@@ -62,11 +62,18 @@ def test_a_silently_lost_request_or_a_leftover_file_fails_the_run():
     base = {"rss_before_mb": 500.0, "rss_after_mb": 520.0, "result_folders_peak": 1,
             "temp_files_after_shutdown": 0, "left_behind": [], "server_alive": True,
             "hung_threads": 0}
-    done = [Outcome("c", "m", "completed", 1.0), Outcome("x", "cancel", "cancelled", 1.0, "x"),
-            Outcome("b", "bad", "failed", 0.1, "not an image")]
+    done = [Outcome("c", "m", "completed", 1.0), Outcome("canceller", "cancel", "cancelled", 1.0, "x"),
+            Outcome("broken-file", "bad", "failed", 0.1, "not an image")]
     assert summarize(dict(base), done, args)["problems"] == []
-    lost = [*done[:2], Outcome("b", "bad", "lost", 0.1, "no answer")]
+    lost = [*done[:2], Outcome("broken-file", "bad", "lost", 0.1, "no answer")]
     assert "1 lost" in summarize(dict(base), lost, args)["problems"][0]
+    refused = [*done[:2], Outcome("broken-file", "bad", "refused", 0.1, "Queue is full!")]
+    assert summarize(dict(base), refused, args)["problems"] == [
+        "the broken file got no readable message (refused)"]
+    late = [done[0], Outcome("canceller", "cancel", "completed", 9.0, "finished first"),
+            done[2]]
+    assert summarize(dict(base), late, args)["problems"] == [
+        "the cancel did not stop its generation (finished first)"]
     assert summarize(dict(base), done[:2], args)["problems"]  # one outcome missing
     left = summarize(dict(base, left_behind=["codi-studio-x"]), done, args)["problems"]
     assert left == ["left after shutdown: codi-studio-x"]

@@ -10,7 +10,9 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from codi.store.assets import EXAMPLES_DIR
 from ui.form import FIELDS
@@ -84,6 +86,28 @@ def test_all_four_outputs_video_plays_the_generated_sound(client):
     clip = load_video(out["video"], num_frames=3)
     assert clip.audio is not None and clip.frames.shape[0] == 3
     assert "the WAV has all of it" in out["status"]
+
+
+def test_a_result_as_the_start_of_a_variation(client):
+    from gradio_client import handle_file
+
+    def pixels(out):
+        return np.asarray(Image.open(out["images"][0]["image"]), dtype=float)
+
+    first = generate(client, text="a red kite", outputs=["image", "audio"])
+    start = {"start_image": handle_file(first["images"][0]["image"]),
+             "start_audio": handle_file(first["audio"])}
+    ignored = generate(client, text="a red kite", outputs=["image", "audio"], **start,
+                       start_image_strength=1.0, start_audio_strength=1.0)
+    assert np.array_equal(pixels(ignored), pixels(first))  # strength 1: ordinary generation
+    kept = generate(client, text="a red kite", outputs=["image", "audio"], **start,
+                    start_image_strength=0.0, start_audio_strength=0.5)
+    starts = json.loads(kept["params"])["starts"]
+    assert [(s["modality"], s["strength"], s["joins_at_step"]) for s in starts] == [
+        ("image", 0.0, 2), ("audio", 0.5, 1)]
+    assert not np.array_equal(pixels(kept), pixels(first))
+    text_only = generate(client, text="a red kite", outputs=["text"], **start)
+    assert "starts" not in json.loads(text_only["params"]) and text_only["text"]
 
 
 def test_second_slots_and_media_inputs(client):
@@ -168,6 +192,36 @@ def test_browser_generates_from_an_uploaded_image(served, tmp_path, browser):
     expect(page.locator("#input-text2 textarea")).to_have_value("a jazz saxophone solo")
     expect(outputs.get_by_label("video")).to_be_checked()
     assert (tmp_path / "studio.png").stat().st_size > 10_000
+
+
+def test_browser_uses_a_result_as_start_and_recalls_it(served, browser):
+    page, expect = browser
+    page.goto(served.local_url)
+    expect(page.locator("#model-status")).to_contain_text("tiny random", timeout=60_000)
+    page.locator("#input-text textarea").fill("a paper boat")
+    use = page.locator("#use-start-image")
+    expect(use).to_be_visible()
+    expect(page.locator("#use-start-audio")).to_be_hidden()
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#run-status")).to_contain_text("Done", timeout=120_000)
+    use.click()
+    start = page.locator("#input-start_image img")
+    expect(start).to_be_visible(timeout=30_000)
+    expect(page.locator("#inputs-summary")).to_contain_text(
+        "starting image from a file at strength 0.6", timeout=30_000)
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#history-gallery img")).to_have_count(2, timeout=120_000)
+    expect(page.locator("#run-status")).to_contain_text("Done", timeout=30_000)
+
+    page.locator("#history-gallery img").last.click()  # newest first: #1, the plain one
+    expect(page.locator("#run-status")).to_contain_text("Restored #1")
+    expect(start).to_be_hidden(timeout=30_000)
+    expect(page.locator("#inputs-summary")).not_to_contain_text("starting", timeout=30_000)
+    page.locator("#history-gallery img").first.click()
+    expect(page.locator("#run-status")).to_contain_text("Restored #2")
+    expect(start).to_be_visible(timeout=30_000)
+    expect(page.locator("#inputs-summary")).to_contain_text(
+        "starting image from a file at strength 0.6", timeout=30_000)
 
 
 def test_the_documented_client_snippet_runs(served, capsys):

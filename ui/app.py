@@ -16,21 +16,24 @@ from typing import Any
 
 import gradio as gr
 
-from codi.pipeline.request import MODALITIES
+from codi.pipeline.request import MODALITIES, START_MODALITIES
 from codi.store.assets import EXAMPLES_DIR
 from ui.errors import friendly
 from ui.evaluation import Evaluator, build_evaluation_tab, resolve_data_dir
 from ui.examples import Example, examples_for
-from ui.form import SLOTS, default_form
+from ui.form import SLOTS, START_FIELDS, default_form
 from ui.handlers import (
     StudioHandlers,
     form_signature,
     hide_second,
     record,
     reveal_second,
+    selected_image,
     session_of,
     show_results,
+    show_starts,
     summarize,
+    use_as_start,
 )
 from ui.hints import input_hints
 from ui.panels import (
@@ -63,6 +66,8 @@ class StudioTab:
     history: gr.State
     history_gallery: gr.Gallery
     last_entry: gr.State
+    #: The index of the image selected in the result gallery (None: the first).
+    selected_image: gr.State
 
 
 def _studio_tab(studio: Studio, defaults: dict[str, Any],
@@ -82,7 +87,8 @@ def _studio_tab(studio: Studio, defaults: dict[str, Any],
             outputs = outputs_panel(form, defaults)
     history = gr.State([])
     gallery = history_gallery()
-    return StudioTab(form, inputs, table, outputs, history, gallery, gr.State(None))
+    return StudioTab(form, inputs, table, outputs, history, gallery, gr.State(None),
+                     gr.State(None))
 
 
 def _wire_run(tab: StudioTab, handlers: StudioHandlers, studio: Studio,
@@ -96,6 +102,7 @@ def _wire_run(tab: StudioTab, handlers: StudioHandlers, studio: Studio,
     )
     run_event.success(record, [tab.last_entry, tab.history], [tab.history, tab.history_gallery],
                       **PRIVATE).then(studio.status, None, banner, **PRIVATE)
+    run_event.then(lambda: None, None, tab.selected_image, **PRIVATE)
     out.stop.click(handlers.cancel, None, out.status, api_name="cancel", queue=False,
                    cancels=[run_event])
 
@@ -105,9 +112,13 @@ def _wire_form(app: gr.Blocks, tab: StudioTab) -> None:
     form, inputs = tab.form, tab.inputs
     form["outputs"].change(show_results, form["outputs"], tab.outputs.media, **PRIVATE,
                            show_progress="hidden")
+    starts = tab.outputs.starts
+    form["outputs"].change(show_starts, form["outputs"],
+                           [*starts.groups.values(), *starts.use_buttons.values()], **PRIVATE,
+                           show_progress="hidden")
     slot_inputs = {n: c for n, c in form.items()
                    if n.removesuffix("_weight").removesuffix("_on") in SLOTS
-                   or n in ("video_soundtrack", "outputs")}
+                   or n in ("video_soundtrack", "outputs", *START_FIELDS)}
     gr.on([c.change for c in slot_inputs.values()], summarize, inputs_kwargs=slot_inputs,
           outputs=tab.outputs.summary, **PRIVATE, show_progress="hidden")
     app.load(summarize, inputs_kwargs=slot_inputs, outputs=tab.outputs.summary, **PRIVATE)
@@ -117,11 +128,25 @@ def _wire_form(app: gr.Blocks, tab: StudioTab) -> None:
         inputs.removes[modality].click(hide_second, None, targets, **PRIVATE)
 
 
+def _wire_starts(tab: StudioTab) -> None:
+    """"Use as start": a result becomes its output's start file; the gallery's selection is
+    remembered so the image selected is the one used."""
+    form, out = tab.form, tab.outputs
+    out.results[1].select(selected_image, None, tab.selected_image, **PRIVATE)
+    widgets = dict(zip(("image", "audio", "video"), out.results[1:4], strict=True))
+    for kind in START_MODALITIES:
+        extra = [tab.selected_image] if kind == "image" else []
+        out.starts.use_buttons[kind].click(
+            friendly(use_as_start(kind)), [widgets[kind], form["outputs"], *extra],
+            [form[f"start_{kind}"], form["outputs"], out.starts.accordion], **PRIVATE)
+
+
 def _wire_restore(tab: StudioTab, handlers: StudioHandlers) -> None:
     """Examples and history entries load their form (and results) back into the page."""
     inputs = tab.inputs
     targets = [*(tab.form[n] for n in handlers.fields), *inputs.groups.values(),
-               *inputs.adds.values(), *tab.outputs.results, tab.outputs.status]
+               *inputs.adds.values(), *tab.outputs.results, tab.outputs.status,
+               tab.outputs.summary]
     tab.examples.click(handlers.pick_example, tab.examples, targets, **PRIVATE)
     tab.history_gallery.select(handlers.pick_history, tab.history, targets, **PRIVATE)
 
@@ -144,6 +169,7 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
             handlers = StudioHandlers(studio, examples, list(tab.form))
             _wire_run(tab, handlers, studio, banner)
             _wire_form(app, tab)
+            _wire_starts(tab)
             _wire_restore(tab, handlers)
         with gr.Tab("Evaluate", id="evaluate"):
             build_evaluation_tab(app, Evaluator(data_dir), tab.history)

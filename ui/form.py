@@ -14,10 +14,13 @@ from typing import Any
 
 from codi.errors import CoDiUserError
 from codi.pipeline.request import (
+    DEFAULT_STRENGTH,
     MODALITIES,
+    START_MODALITIES,
     ConditionInput,
     GenerationRequest,
     GenerationSettings,
+    StartInput,
     TextDecoding,
 )
 
@@ -27,10 +30,14 @@ SETTING_FIELDS: tuple[str, ...] = (
     "steps", "guidance_scale", "negative_text", "seed", "randomize_seed", "image_size",
     "num_frames", "fps", "num_samples", "text_mode", "temperature", "max_tokens", "sampler",
 )
-#: Every field, in API order: each slot's value, weight and switch, then outputs and settings.
+#: Variations: per image/audio/video output, an optional start file and its strength.
+START_FIELDS: tuple[str, ...] = tuple(
+    f"start_{m}{part}" for m in START_MODALITIES for part in ("", "_strength"))
+#: Every field, in API order: each slot's value, weight and switch, then outputs and settings,
+#: then the variations' starts (last, so that older positional API calls keep their meaning).
 FIELDS: tuple[str, ...] = (
     *(f"{slot}{part}" for slot in SLOTS for part in ("", "_weight", "_on")),
-    "video_soundtrack", "outputs", *SETTING_FIELDS,
+    "video_soundtrack", "outputs", *SETTING_FIELDS, *START_FIELDS,
 )
 #: Steps on the tiny random model, whose outputs are noise at any step count.
 TINY_RANDOM_STEPS = 10
@@ -67,6 +74,9 @@ def default_form(tiny_random: bool = False, model_defaults: dict | None = None) 
         "max_tokens": settings.text_decoding.max_tokens,
         "sampler": settings.sampler,
     }
+    for modality in START_MODALITIES:
+        form[f"start_{modality}"] = None
+        form[f"start_{modality}_strength"] = DEFAULT_STRENGTH
     return form
 
 
@@ -100,6 +110,29 @@ def active_inputs(form: dict[str, Any]) -> list[ConditionInput]:
             use_soundtrack=modality == "video" and bool(form.get("video_soundtrack")),
         ))
     return inputs
+
+
+def _outputs(form: dict[str, Any]) -> list[str]:
+    outputs = form.get("outputs") or []
+    if isinstance(outputs, str):
+        outputs = [o.strip() for o in outputs.split(",") if o.strip()]
+    return list(outputs)
+
+
+def active_starts(form: dict[str, Any]) -> list[StartInput]:
+    """The variations' starts: a start file given for an output that is chosen. A start of an
+    output that is not chosen is left out (the page hides it with its output)."""
+    outputs = _outputs(form)
+    starts = []
+    for modality in START_MODALITIES:
+        value = form.get(f"start_{modality}")
+        if modality not in outputs or not _has_value(value):
+            continue
+        strength = form.get(f"start_{modality}_strength")
+        strength = DEFAULT_STRENGTH if strength is None else _number(
+            strength, f"Strength of the start {modality}")
+        starts.append(StartInput(modality, Path(_file_path(value)), strength))
+    return starts
 
 
 def _file_path(value: Any) -> str:
@@ -168,11 +201,9 @@ def apply_model_defaults(
 
 def request_from_form(form: dict[str, Any]) -> GenerationRequest:
     """The validated request the form describes (CoDiUserError with a readable message)."""
-    outputs = form.get("outputs") or []
-    if isinstance(outputs, str):
-        outputs = [o.strip() for o in outputs.split(",") if o.strip()]
     request = GenerationRequest(
-        inputs=active_inputs(form), outputs=list(outputs), settings=settings_from_form(form)
+        inputs=active_inputs(form), outputs=_outputs(form), settings=settings_from_form(form),
+        starts=active_starts(form),
     )
     request.validate()
     return request
@@ -185,3 +216,9 @@ def describe_inputs(form: dict[str, Any]) -> str:
         extra = " + soundtrack" if item.use_soundtrack else ""
         parts.append(f"{item.modality} ×{item.weight:g}{extra}")
     return ", ".join(parts)
+
+
+def describe_starts(form: dict[str, Any]) -> str:
+    """The outputs that start from a file, e.g. "image from a file at strength 0.6"."""
+    return ", ".join(f"{start.modality} from a file at strength {start.strength:g}"
+                     for start in active_starts(form))

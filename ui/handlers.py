@@ -14,9 +14,9 @@ from typing import Any
 import gradio as gr
 
 from codi.errors import CoDiUserError
-from codi.pipeline.request import MODALITIES
+from codi.pipeline.request import MODALITIES, START_MODALITIES
 from ui.examples import Example
-from ui.form import describe_inputs, request_from_form
+from ui.form import describe_inputs, describe_starts, request_from_form
 from ui.history import MAX_ENTRIES, HistoryEntry, entry_at, gallery_items
 from ui.panels import RESULT_KINDS
 from ui.studio import Studio, StudioResult
@@ -72,12 +72,57 @@ def summarize(**values: Any) -> str:
     outputs = ", ".join(values.get("outputs") or []) or "nothing yet — tick an output"
     if not used:
         return "No inputs yet: type a prompt or add a file (switched on)."
-    return f"**In:** {used} &nbsp;→&nbsp; **out:** {outputs}"
+    line = f"**In:** {used} &nbsp;→&nbsp; **out:** {outputs}"
+    try:
+        starts = describe_starts(values)
+    except CoDiUserError as error:
+        return f"{line} &nbsp;·&nbsp; **Check:** {error}"
+    return f"{line} &nbsp;·&nbsp; **starting** {starts}" if starts else line
 
 
 def show_results(outputs: list[str] | None) -> list[dict[str, Any]]:
     """Show the result widgets of the outputs asked for, hide the others."""
     return [gr.update(visible=kind in (outputs or [])) for kind in RESULT_KINDS]
+
+
+def show_starts(outputs: list[str] | None) -> list[dict[str, Any]]:
+    """Each start's group and "Use as start" button, shown while its output is chosen."""
+    shown = [gr.update(visible=kind in (outputs or [])) for kind in START_MODALITIES]
+    return [*shown, *shown]
+
+
+def _path_of(item: Any) -> str | None:
+    """A result widget's file: a path, a (path, caption) gallery pair or a FileData dict."""
+    if isinstance(item, (list, tuple)):
+        item = item[0] if item else None
+    if isinstance(item, dict):
+        item = item.get("path") or (item.get("image") or item.get("video") or {}).get("path")
+    return str(item) if item else None
+
+
+def use_as_start(kind: str) -> Callable[..., list[Any]]:
+    """The handler of a "Use as start" button: the result shown (for images, the one selected
+    in the gallery, else the first) becomes the start of `kind`, which is kept as an output,
+    and the variations panel opens."""
+
+    def use(result: Any, outputs: list[str] | None, selected: int | None = None) -> list[Any]:
+        if kind == "image":
+            items = list(result or [])
+            index = selected if selected is not None and 0 <= selected < len(items) else 0
+            result = items[index] if items else None
+        path = _path_of(result)
+        if path is None:
+            raise CoDiUserError(f"There is no {kind} result yet: generate one first.")
+        chosen = list(outputs or [])
+        return [path, chosen if kind in chosen else [*chosen, kind], gr.update(open=True)]
+
+    use.__name__ = f"use_{kind}_as_start"
+    return use
+
+
+def selected_image(evt: gr.SelectData) -> int:
+    """The index of the image selected in the result gallery."""
+    return int(evt.index)
 
 
 def reveal_second() -> list[Any]:
@@ -127,12 +172,12 @@ class StudioHandlers:
                 *(gr.update(visible=not s) for s in shows)]
 
     def pick_example(self, index: int) -> list[Any]:
-        """Load an example's form and clear the results and the status."""
+        """Load an example's form, clear the results and the status, summarize the form."""
         example = self.examples[index].form(self.studio.tiny_random, self.studio.pipeline.defaults)
-        return [*self.restore(example), *result_values(None), ""]
+        return [*self.restore(example), *result_values(None), "", summarize(**example)]
 
     def pick_history(self, entries: list[HistoryEntry], evt: gr.SelectData) -> list[Any]:
-        """Restore a history entry's form and show its results again."""
+        """Restore a history entry's form, show its results again, summarize the form."""
         entry = entry_at(entries, evt.index)
         return [*self.restore(entry.form), *result_values(entry.result),
-                f"Restored {entry.caption}"]
+                f"Restored {entry.caption}", summarize(**entry.form)]

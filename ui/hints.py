@@ -53,4 +53,13 @@ SETTING_HINTS = {
     "text_mode": "sample: varied wording (official); greedy: the most likely words.",
     "temperature": "Sampling temperature of generated text (1 = official).",
     "max_tokens": "Longest generated text, in GPT-2 tokens (official: 30).",
+    "start": "A chosen image, audio or video output can start from a file instead of from "
+             "noise (SDEdit): the file is noised to the step the strength selects and the "
+             "remaining steps redraw it, steered by the inputs. Text outputs cannot start from "
+             "a file. \"Use as start\" under a result puts it here.",
+}
+SETTING_HINTS |= {
+    f"start_{kind}_strength": f"0 returns the start {kind} as it is; 1 ignores it (ordinary "
+                              "generation from the seed); in between, higher changes more."
+    for kind in ("image", "audio", "video")
 }

@@ -9,7 +9,13 @@ from typing import Any
 
 import gradio as gr
 
-from codi.pipeline.request import MAX_FRAMES, MAX_IMAGE_SIZE, MODALITIES, SAMPLER_NAMES
+from codi.pipeline.request import (
+    MAX_FRAMES,
+    MAX_IMAGE_SIZE,
+    MODALITIES,
+    SAMPLER_NAMES,
+    START_MODALITIES,
+)
 from ui.examples import Example
 from ui.form import slot_modality
 from ui.hints import SETTING_HINTS
@@ -33,6 +39,16 @@ class InputsPanel:
 
 
 @dataclass
+class StartsPanel:
+    """Variations: per image/audio/video output, the group of its start file and strength
+    (shown while that output is chosen), and the "Use as start" button under its result."""
+
+    accordion: gr.Accordion
+    groups: dict[str, gr.Group]
+    use_buttons: dict[str, gr.Button]
+
+
+@dataclass
 class OutputsPanel:
     """The run buttons, the status and summary lines and the result widgets."""
 
@@ -42,6 +58,7 @@ class OutputsPanel:
     status: gr.Markdown
     #: text, images, audio, video, downloads, parameters JSON: what /generate returns first.
     results: list[gr.Component]
+    starts: StartsPanel
 
     @property
     def media(self) -> list[gr.Component]:
@@ -167,21 +184,49 @@ def examples_panel(examples: tuple[Example, ...]) -> gr.Dataset:
         samples=[[ex.title, ex.flow] for ex in examples], elem_id="examples")
 
 
-def _result_widgets(shown: set[str]) -> list[gr.Component]:
+START_LABELS = {"image": "Start image", "audio": "Start sound", "video": "Start video"}
+
+
+def starts_panel(form: Form, defaults: dict[str, Any]) -> tuple[gr.Accordion,
+                                                                  dict[str, gr.Group]]:
+    """Variations: an optional start file and its strength per image/audio/video output."""
+    shown = set(defaults["outputs"])
+    groups = {}
+    with gr.Accordion("Variations: start an output from a file", open=False,
+                      elem_id="starts") as accordion:
+        gr.Markdown(SETTING_HINTS["start"], elem_classes="hint")
+        for modality in START_MODALITIES:
+            with gr.Group(visible=modality in shown) as groups[modality]:
+                name = f"start_{modality}"
+                form[name] = _value_component(modality, name, START_LABELS[modality])
+                _slider(form, defaults, f"{name}_strength", 0, 1, 0.05, "Strength")
+    return accordion, groups
+
+
+def _use_button(kind: str, shown: set[str]) -> gr.Button:
+    """A "Use as start" button under a media result, shown with it."""
+    return gr.Button(f"Use as {START_LABELS[kind].lower()}", size="sm", variant="secondary",
+                     visible=kind in shown, elem_id=f"use-start-{kind}")
+
+
+def _result_widgets(shown: set[str]) -> tuple[list[gr.Component], dict[str, gr.Button]]:
     text = gr.Textbox(label="Text", lines=3, interactive=False, visible="text" in shown,
                       elem_id="out-text")
     image = gr.Gallery(label="Image", columns=2, height=340, format="png",
                        visible="image" in shown, elem_id="out-image")
+    use = {"image": _use_button("image", shown)}
     audio = gr.Audio(label="Audio", type="filepath", interactive=False, format=None,
                      visible="audio" in shown, elem_id="out-audio")
+    use["audio"] = _use_button("audio", shown)
     video = gr.Video(label="Video", interactive=False, format=None, height=320,
                      visible="video" in shown, elem_id="out-video")
+    use["video"] = _use_button("video", shown)
     files = gr.File(label="Downloads (PNG, WAV, MP4, TXT with their metadata)",
                     file_count="multiple", interactive=False, elem_id="out-files")
     with gr.Accordion("Generation parameters (JSON)", open=False):
         params = gr.Code(label="Everything needed to reproduce this result", language="json",
                          interactive=False, max_lines=18, elem_id="out-params")
-    return [text, image, audio, video, files, params]
+    return [text, image, audio, video, files, params], use
 
 
 def outputs_panel(form: Form, defaults: dict[str, Any]) -> OutputsPanel:
@@ -191,12 +236,15 @@ def outputs_panel(form: Form, defaults: dict[str, Any]) -> OutputsPanel:
         list(RESULT_KINDS), value=defaults["outputs"], label="Generate",
         info="Any non-empty set. Video + audio: the video plays with the generated sound.",
         elem_id="outputs-choice")
+    accordion, start_groups = starts_panel(form, defaults)
     summary = gr.Markdown(elem_id="inputs-summary")
     with gr.Row(elem_id="run-row"):
         run = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
         stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
     status = gr.Markdown(label="Status", elem_id="run-status")
-    return OutputsPanel(summary, run, stop, status, _result_widgets(set(defaults["outputs"])))
+    results, use_buttons = _result_widgets(set(defaults["outputs"]))
+    return OutputsPanel(summary, run, stop, status, results,
+                        StartsPanel(accordion, start_groups, use_buttons))
 
 
 def history_gallery() -> gr.Gallery:

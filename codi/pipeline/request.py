@@ -31,6 +31,8 @@ class ConditionInput:
 
 #: The outputs a variation can start from (text latents have no encoder from a sentence here).
 START_MODALITIES = ("image", "audio", "video")
+#: A start's strength when none is given: keeps the layout, redraws the details.
+DEFAULT_STRENGTH = 0.6
 
 
 @dataclass
@@ -44,7 +46,7 @@ class StartInput:
 
     modality: str
     value: Any
-    strength: float = 0.6
+    strength: float = DEFAULT_STRENGTH
 
 
 @dataclass
