@@ -190,6 +190,8 @@ def test_browser_generates_from_an_uploaded_image(served, tmp_path, browser):
     expect(page.locator("#input-text textarea")).to_have_value(
         "a rainy city street at night")
     expect(page.locator("#input-text2 textarea")).to_have_value("a jazz saxophone solo")
+    expect(page.locator("#inputs-summary")).to_contain_text(
+        "text ×1, text ×0.5, image ×1, image ×0.3")
     expect(outputs.get_by_label("video")).to_be_checked()
     assert (tmp_path / "studio.png").stat().st_size > 10_000
 
@@ -199,6 +201,14 @@ def test_browser_uses_a_result_as_start_and_recalls_it(served, browser):
     page.goto(served.local_url)
     expect(page.locator("#model-status")).to_contain_text("tiny random", timeout=60_000)
     page.locator("#input-text textarea").fill("a paper boat")
+    summary = page.locator("#inputs-summary")
+    expect(summary).to_contain_text("text ×1")
+    page.get_by_role("button", name="+ Add a second prompt").click()
+    page.locator("#input-text2 textarea").fill("a lighthouse")
+    expect(summary).to_contain_text("text ×1, text ×")
+    page.get_by_role("button", name="Remove the second prompt").click()
+    expect(summary).not_to_contain_text("text ×1, text")
+    expect(summary).to_contain_text("text ×1")
     use = page.locator("#use-start-image")
     expect(use).to_be_visible()
     expect(page.locator("#use-start-audio")).to_be_hidden()
@@ -234,3 +244,29 @@ def test_the_documented_client_snippet_runs(served, capsys):
     exec(code, {})  # noqa: S102 - the documented snippet, as written
     printed = capsys.readouterr().out.splitlines()[-1].split()
     assert printed[0].endswith(".png") and Path(printed[0]).is_file() and printed[-1] == "7"
+
+
+def test_browser_shows_live_previews_while_denoising(served, browser):
+    page, expect = browser
+    page.goto(served.local_url)
+    expect(page.locator("#model-status")).to_contain_text("tiny random", timeout=60_000)
+    page.locator("#input-text textarea").fill("a slow lantern")
+    page.locator("#settings").get_by_text("Settings").first.click()
+    steps = page.get_by_label("number input for Steps")
+    steps.fill("120")
+    steps.press("Enter")
+    preview = page.locator("#live-preview")
+    expect(preview).to_be_hidden()
+    page.get_by_role("button", name="Generate").click()
+    expect(preview.locator("img").first).to_be_visible(timeout=60_000)
+    expect(preview).to_contain_text("Live preview · step")
+    expect(page.locator("#run-status")).to_contain_text("Done", timeout=120_000)
+    expect(preview).to_be_hidden()
+    expect(page.locator("#out-image img").first).to_be_visible()
+
+    page.locator("#live-previews-on").get_by_role("checkbox").uncheck()
+    steps.fill("20")
+    steps.press("Enter")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#history-gallery img")).to_have_count(2, timeout=120_000)
+    expect(preview).to_be_hidden()

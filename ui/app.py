@@ -33,9 +33,11 @@ from ui.handlers import (
     show_results,
     show_starts,
     summarize,
+    summarize_newest,
     use_as_start,
 )
 from ui.hints import input_hints
+from ui.newest import STAMP_JS, NewestOnly
 from ui.panels import (
     Form,
     InputsPanel,
@@ -92,8 +94,9 @@ def _studio_tab(studio: Studio, defaults: dict[str, Any],
 
 
 def _wire_run(tab: StudioTab, handlers: StudioHandlers, studio: Studio,
-              banner: gr.Markdown) -> None:
-    """Generate (recording the result in the history, refreshing the banner) and cancel."""
+              banner: gr.Markdown) -> gr.events.Dependency:
+    """Generate (recording the result in the history, refreshing the banner) and cancel;
+    returns the generate event."""
     out = tab.outputs
     run_event = out.run.click(
         form_signature(friendly(handlers.generate), handlers.fields), inputs_kwargs=tab.form,
@@ -105,6 +108,21 @@ def _wire_run(tab: StudioTab, handlers: StudioHandlers, studio: Studio,
     run_event.then(lambda: None, None, tab.selected_image, **PRIVATE)
     out.stop.click(handlers.cancel, None, out.status, api_name="cancel", queue=False,
                    cancels=[run_event])
+    return run_event
+
+
+def _wire_previews(app: gr.Blocks, tab: StudioTab, handlers: StudioHandlers) -> None:
+    """While a run goes on, a timer shows its newest preview; the switch turns them off.
+    A page's session wants previews from the moment it loads (API clients never do), so a
+    run knows it when it starts. Wired before the run itself, so that the Run click's
+    preview handler is answered first; the run's end hides the preview (`build_app`)."""
+    out, live = tab.outputs, tab.outputs.previews
+    app.load(handlers.switch_previews, live.switch, live.shown, **PRIVATE)
+    out.run.click(handlers.start_previews, live.switch, live.shown, **PRIVATE)
+    live.timer.tick(handlers.poll_previews, None, live.gallery, **PRIVATE,
+                    show_progress="hidden")
+    out.stop.click(handlers.stop_previews, None, live.shown, **PRIVATE)
+    live.switch.change(handlers.switch_previews, live.switch, live.shown, **PRIVATE)
 
 
 def _wire_form(app: gr.Blocks, tab: StudioTab) -> None:
@@ -119,8 +137,12 @@ def _wire_form(app: gr.Blocks, tab: StudioTab) -> None:
     slot_inputs = {n: c for n, c in form.items()
                    if n.removesuffix("_weight").removesuffix("_on") in SLOTS
                    or n in ("video_soundtrack", "outputs", *START_FIELDS)}
-    gr.on([c.change for c in slot_inputs.values()], summarize, inputs_kwargs=slot_inputs,
-          outputs=tab.outputs.summary, **PRIVATE, show_progress="hidden")
+    # A restore sets off one change per field written: only the newest call's summary lands.
+    stamp = gr.Number(visible=False)
+    gr.on([c.change for c in slot_inputs.values()], summarize_newest(NewestOnly()),
+          inputs_kwargs={**slot_inputs, "summary_stamp": stamp}, js=STAMP_JS,
+          outputs=tab.outputs.summary, **PRIVATE, show_progress="hidden",
+          trigger_mode="always_last")
     app.load(summarize, inputs_kwargs=slot_inputs, outputs=tab.outputs.summary, **PRIVATE)
     for modality in MODALITIES:
         targets = [inputs.groups[modality], form[f"{modality}2_on"], inputs.adds[modality]]
@@ -167,7 +189,9 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
             examples = examples_for(studio.model.kind)
             tab = _studio_tab(studio, defaults, examples)
             handlers = StudioHandlers(studio, examples, list(tab.form))
-            _wire_run(tab, handlers, studio, banner)
+            _wire_previews(app, tab, handlers)
+            run_event = _wire_run(tab, handlers, studio, banner)
+            run_event.then(handlers.stop_previews, None, tab.outputs.previews.shown, **PRIVATE)
             _wire_form(app, tab)
             _wire_starts(tab)
             _wire_restore(tab, handlers)

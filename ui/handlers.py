@@ -18,6 +18,7 @@ from codi.pipeline.request import MODALITIES, START_MODALITIES
 from ui.examples import Example
 from ui.form import describe_inputs, describe_starts, request_from_form
 from ui.history import MAX_ENTRIES, HistoryEntry, entry_at, gallery_items
+from ui.newest import NewestOnly
 from ui.panels import RESULT_KINDS
 from ui.studio import Studio, StudioResult
 
@@ -78,6 +79,19 @@ def summarize(**values: Any) -> str:
     except CoDiUserError as error:
         return f"{line} &nbsp;·&nbsp; **Check:** {error}"
     return f"{line} &nbsp;·&nbsp; **starting** {starts}" if starts else line
+
+
+def summarize_newest(newest: NewestOnly) -> Callable[..., Any]:
+    """`summarize` for the form's change events, which pass a `summary_stamp` (see ui/newest.py):
+    a call older than its session's newest leaves the summary as it is."""
+
+    def summarize_if_newest(request: gr.Request, summary_stamp: float | None = None,
+                            **values: Any) -> Any:
+        if not newest.is_newest(session_of(request), summary_stamp):
+            return gr.skip()
+        return summarize(**values)
+
+    return summarize_if_newest
 
 
 def show_results(outputs: list[str] | None) -> list[dict[str, Any]]:
@@ -164,6 +178,30 @@ class StudioHandlers:
         """Stop this session's running generation after its current step."""
         return ("Cancelling after the current step…" if self.studio.cancel(session_of(request))
                 else "Nothing is running.")
+
+    def start_previews(self, on: bool, request: gr.Request = None) -> list[Any]:
+        """A run starts: with previews on, show the (empty) preview and poll for pictures."""
+        self.studio.previews.watch(session_of(request), bool(on))
+        return [gr.Timer(active=bool(on)), gr.update(visible=bool(on), value=None,
+                                                      label="Live preview")]
+
+    def poll_previews(self, request: gr.Request = None) -> Any:
+        """The newest preview of this session's run, or no change."""
+        posted = self.studio.previews.take(session_of(request))
+        if posted is None:
+            return gr.skip()
+        return gr.update(value=posted.paths, label=posted.caption)
+
+    def stop_previews(self, request: gr.Request = None) -> list[Any]:
+        """The run ended (finished, failed or cancelled): hide the preview, stop polling."""
+        self.studio.previews.clear(session_of(request))
+        return [gr.Timer(active=False), gr.update(visible=False, value=None)]
+
+    def switch_previews(self, on: bool, request: gr.Request = None) -> list[Any]:
+        """The switch: off stops making previews at once (also mid-run); on starts with the
+        next run."""
+        self.studio.previews.watch(session_of(request), bool(on))
+        return self.stop_previews(request) if not on else [gr.skip(), gr.skip()]
 
     def restore(self, values: dict[str, Any]) -> list[Any]:
         """Every form field, then each second slot's group and add button shown or hidden."""

@@ -49,6 +49,21 @@ class StartsPanel:
 
 
 @dataclass
+class LivePreviews:
+    """The live preview while a generation denoises: its switch, its gallery (shown only
+    while a run with previews is going) and the timer that polls for new pictures."""
+
+    switch: gr.Checkbox
+    gallery: gr.Gallery
+    timer: gr.Timer
+
+    @property
+    def shown(self) -> list[gr.Component]:
+        """What a run's start and end switch on and off: the timer and the gallery."""
+        return [self.timer, self.gallery]
+
+
+@dataclass
 class OutputsPanel:
     """The run buttons, the status and summary lines and the result widgets."""
 
@@ -59,6 +74,7 @@ class OutputsPanel:
     #: text, images, audio, video, downloads, parameters JSON: what /generate returns first.
     results: list[gr.Component]
     starts: StartsPanel
+    previews: LivePreviews
 
     @property
     def media(self) -> list[gr.Component]:
@@ -242,9 +258,24 @@ def outputs_panel(form: Form, defaults: dict[str, Any]) -> OutputsPanel:
         run = gr.Button("Generate", variant="primary", scale=3, elem_id="generate")
         stop = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
     status = gr.Markdown(label="Status", elem_id="run-status")
+    previews = live_previews()
     results, use_buttons = _result_widgets(set(defaults["outputs"]))
     return OutputsPanel(summary, run, stop, status, results,
-                        StartsPanel(accordion, start_groups, use_buttons))
+                        StartsPanel(accordion, start_groups, use_buttons), previews)
+
+
+#: How often, in seconds, the page asks for a new preview while a run goes on.
+PREVIEW_POLL_S = 0.5
+
+
+def live_previews() -> LivePreviews:
+    """The preview switch under the run buttons and the (hidden) preview gallery."""
+    switch = gr.Checkbox(value=True, label="Live previews while denoising (image and video)",
+                         elem_id="live-previews-on")
+    gallery = gr.Gallery(label="Live preview", columns=2, height=220, visible=False,
+                         allow_preview=False, interactive=False, buttons=[],
+                         elem_id="live-preview")
+    return LivePreviews(switch, gallery, gr.Timer(PREVIEW_POLL_S, active=False))
 
 
 def history_gallery() -> gr.Gallery:

@@ -19,12 +19,14 @@ from typing import Any
 from codi.engine.runtime import RuntimeOptions
 from codi.media.limits import MediaLimits
 from codi.pipeline.codi_pipeline import CoDiPipeline
+from codi.pipeline.previews import Preview
 from codi.pipeline.factory import open_pipeline
 from codi.pipeline.request import GenerationRequest
 from codi.pipeline.result import GenerationResult
 from codi.store.model_store import resolve_model
 from codi.store.tiny_random import TINY_RANDOM_KIND
 from ui.form import apply_model_defaults
+from ui.previews import PreviewBoard
 from ui.status import status_markdown
 from ui.temp_files import RESULTS_PER_SESSION, scratch_dir
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
@@ -32,15 +34,16 @@ from ui.zerogpu import estimate_gpu_seconds, gpu_task
 ProgressFn = Callable[..., Any]
 
 
-@gpu_task(duration=lambda pipeline, request, on_step, cancel: estimate_gpu_seconds(request))
+@gpu_task(duration=lambda pipeline, request, *rest: estimate_gpu_seconds(request))
 def run_pipeline(
     pipeline: CoDiPipeline,
     request: GenerationRequest,
     on_step: Callable[[int, int], None],
     cancel: threading.Event,
+    on_preview: Callable[[Preview], None] | None = None,
 ) -> GenerationResult:
     """One generation (on ZeroGPU: inside a GPU slot sized by `estimate_gpu_seconds`)."""
-    return pipeline(request, on_step=on_step, cancel=cancel)
+    return pipeline(request, on_step=on_step, cancel=cancel, on_preview=on_preview)
 
 
 def _no_progress(step: int, total: int) -> None:
@@ -116,6 +119,8 @@ class Studio:
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self._folders: dict[str, deque[Path]] = {}
+        #: Live previews of the sessions that asked for them (the page's switch).
+        self.previews = PreviewBoard()
 
     @property
     def tiny_random(self) -> bool:
@@ -154,8 +159,10 @@ class Studio:
         started = time.perf_counter()
         try:
             on_step = step_reporter(progress) if progress is not None else _no_progress
-            result = run_pipeline(self.pipeline, request, on_step, event)
+            result = run_pipeline(self.pipeline, request, on_step, event,
+                                  self.previews.sink(session))
         finally:
+            self.previews.clear(session)
             with self._lock:
                 if self._cancels.get(session) is event:
                     del self._cancels[session]
@@ -178,6 +185,8 @@ class Studio:
         """Delete every result folder of a session that ended; returns how many."""
         with self._lock:
             folders = self._folders.pop(session, deque())
+        self.previews.watch(session, False)
+        self.previews.clear(session)
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         return len(folders)

@@ -36,6 +36,14 @@ from codi.pipeline.decoding import LatentDecoder
 from codi.pipeline.inputs import DecodedInput, decode_inputs
 from codi.pipeline.request import GenerationRequest, GenerationSettings
 from codi.pipeline.result import GenerationResult
+from codi.pipeline.previews import (
+    PREVIEW_EVERY,
+    PREVIEW_MODALITIES,
+    LatentToRGB,
+    Preview,
+    PreviewMaker,
+    fit_latent_to_rgb,
+)
 from codi.pipeline.sampling import make_sampler, sample_latents
 from codi.pipeline.variations import StartEncoder, StartLatent, encode_starts, start_summaries
 
@@ -98,6 +106,7 @@ class CoDiPipeline:
         self.runtime = runtime or RuntimeOptions(device=self.device.type)
         self.residency = ResidencyManager(load_component, self.device, self.runtime, load_variant)
         self._lock = threading.Lock()
+        self._latent_to_rgb: LatentToRGB | None = None
 
     @classmethod
     def from_pretrained(
@@ -198,14 +207,21 @@ class CoDiPipeline:
         request: GenerationRequest,
         on_step: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        on_preview: Callable[[Preview], None] | None = None,
+        preview_every: int = PREVIEW_EVERY,
     ) -> GenerationResult:
         """Generate every requested output from every input. See the module docstring.
 
+        `on_preview` gets a cheap picture of each image/video output every `preview_every`
+        steps (`codi.pipeline.previews`); the result is the same with or without it.
         On running out of memory, retries once with the next stronger offload mode (kept for later
         requests); if that fails too, raises CoDiUserError saying what to change.
         """
+        previews = (None if on_preview is None else
+                    lambda steps: PreviewMaker(self.latent_to_rgb(), on_preview, steps,
+                                               preview_every))
         try:
-            return self._generate(request, on_step, cancel)
+            return self._generate(request, on_step, cancel, previews)
         except OUT_OF_MEMORY as error:
             first = error.with_traceback(None)  # its frames hold the failed attempt's tensors
         release_memory()
@@ -214,7 +230,7 @@ class CoDiPipeline:
         if stronger is not None:
             self.runtime = self.residency.options
             try:
-                result = self._generate(request, on_step, cancel)
+                result = self._generate(request, on_step, cancel, previews)
                 result.metadata["notices"].append(
                     f"ran out of memory with offload={before}; retried with offload={stronger}"
                 )
@@ -234,6 +250,7 @@ class CoDiPipeline:
         request: GenerationRequest,
         on_step: Callable[[int, int], None] | None,
         cancel: threading.Event | None,
+        previews: Callable[[int], PreviewMaker] | None = None,
     ) -> GenerationResult:
         started = time.perf_counter()
         request.validate()
@@ -251,12 +268,15 @@ class CoDiPipeline:
         stage("encode")
         conditioning = self.encode_conditions(inputs, settings, rng)
         starts = encode_starts(request.starts, settings, self.start_encoder())
+        wants_previews = previews is not None and any(m in PREVIEW_MODALITIES
+                                                      for m in request.outputs)
+        preview = previews(settings.steps) if wants_previews else None  # may fit, with the VAE
         stage("denoise")
         latents = self.prepare_latents(request.outputs, settings, rng.torch_generator)
         encoded_at = time.perf_counter()
         final = self.denoise(
             latents, conditioning.context, settings, rng, on_step=on_step, cancel=cancel,
-            starts=starts,
+            starts=starts, on_result=preview,
         )
         denoised_at = time.perf_counter()
         stage("decode")
@@ -383,6 +403,12 @@ class CoDiPipeline:
             settings.steps, settings.guidance_scale, generator=rng.torch_generator,
             on_step=after_step, starts=starts_on_device,
         )
+
+    def latent_to_rgb(self) -> LatentToRGB:
+        """The preview colour map of this model's image VAE, fitted on first use."""
+        if self._latent_to_rgb is None:
+            self._latent_to_rgb = fit_latent_to_rgb(self.component("vae_image"))
+        return self._latent_to_rgb
 
     def start_encoder(self) -> StartEncoder:
         """Encodes variation starts with the outputs' VAEs, to this model's audio length."""
