@@ -34,6 +34,24 @@ def test_every_stage_finishes_and_the_export_is_small(trained):
     assert index["training"]["cache_scenes"] == 8
     assert "run_dir" not in index["training"]  # no path of the training machine
     assert summary["export_mb"] <= 50
+    weight, bias = index["preview_colours"]["weight"], index["preview_colours"]["bias"]
+    assert len(weight) == 3 and len(weight[0]) == 4 and len(bias) == 3
+
+
+def test_the_exported_model_previews_with_its_stored_colours(trained, monkeypatch):
+    from codi.pipeline import codi_pipeline
+
+    root, _ = trained
+    pipe = CoDiPipeline.from_pretrained(root / "model")
+    monkeypatch.setattr(codi_pipeline, "fit_latent_to_rgb",
+                        lambda vae: pytest.fail("the stored map was not used"))
+    stored = json.loads((root / "model" / "model_index.json").read_text())["preview_colours"]
+    np.testing.assert_allclose(pipe.latent_to_rgb().weight.numpy(), stored["weight"], rtol=1e-6)
+    previews = []
+    request = GenerationRequest([ConditionInput("text", "a red circle")], ["image"],
+                                pipe.default_settings(steps=4, seed=3))
+    pipe(request, on_preview=previews.append, preview_every=2)
+    assert [p.step for p in previews] == [2]
 
 
 def test_a_second_run_reuses_the_finished_stages(trained):

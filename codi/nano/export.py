@@ -35,6 +35,7 @@ def export_nano(
     """Write every component (fp16 weights, fp32 buffers), model_index.json and the tokenizers."""
     from codi.convert.registry import spec_by_name
     from codi.convert.writer import write_component, write_model_index
+    from codi.pipeline.previews import PREVIEW_KEY, fit_latent_to_rgb
     from codi.store.assets import VOCAB_DIR
     from codi.store.tokenizers import save_tokenizers
 
@@ -57,6 +58,8 @@ def export_nano(
     extra = {"kind": NANO_KIND, "model_id": NANO_ID, "note": NANO_NOTE,
              "defaults": dict(NANO_DEFAULTS), "geometry": dict(NANO_GEOMETRY),
              "training": {k: v for k, v in (training or {}).items() if k not in MACHINE_PATHS}}
+    if "vae_image" in components:
+        extra[PREVIEW_KEY] = fit_latent_to_rgb(components["vae_image"]).to_json()
     write_model_index(partial, official, specs, sha256, extra)
     save_tokenizers(partial, vocab_dir or VOCAB_DIR)
     if dst.exists():

@@ -38,6 +38,7 @@ from codi.pipeline.request import GenerationRequest, GenerationSettings
 from codi.pipeline.result import GenerationResult
 from codi.pipeline.previews import (
     PREVIEW_EVERY,
+    PREVIEW_KEY,
     PREVIEW_MODALITIES,
     LatentToRGB,
     Preview,
@@ -146,6 +147,7 @@ class CoDiPipeline:
             "kind": index.get("kind", "converted"),
             "note": index.get("note", ""),
             "weights_sha256": index.get("weights_sha256", {}),
+            PREVIEW_KEY: index.get(PREVIEW_KEY),
         }
         return cls(
             load_component=lambda name: load_component(
@@ -405,9 +407,12 @@ class CoDiPipeline:
         )
 
     def latent_to_rgb(self) -> LatentToRGB:
-        """The preview colour map of this model's image VAE, fitted on first use."""
+        """The preview colour map of this model's image VAE: the one its folder stores, else
+        fitted on first use."""
         if self._latent_to_rgb is None:
-            self._latent_to_rgb = fit_latent_to_rgb(self.component("vae_image"))
+            stored = self.model_info.get(PREVIEW_KEY)
+            self._latent_to_rgb = (LatentToRGB.from_json(stored) if stored else
+                                   fit_latent_to_rgb(self.component("vae_image")))
         return self._latent_to_rgb
 
     def start_encoder(self) -> StartEncoder:

@@ -2,10 +2,11 @@
 
 A preview does not run the VAE decoder. A linear map from the latent channels to RGB (plus a
 bias) turns the sampler's predicted clean latent at that step into a small picture, one pixel
-per latent pixel. The map is fitted by least squares on the model's own image VAE, once per
-pipeline on the first request that asks for previews: latents of the example pictures and
-random unit latents (what a sampler's latents look like), each paired with the mean colour of
-the 8×8 pixels the decoder makes of it.
+per latent pixel. The map is fitted by least squares on the model's own image VAE: latents of
+the example pictures and random unit latents (what a sampler's latents look like), each paired
+with the mean colour of the 8×8 pixels the decoder makes of it. A model exported by this
+project (CoDi-Nano) stores its map in `model_index.json` (`PREVIEW_KEY`); for any other folder
+the pipeline fits it once, on the first request that asks for previews.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from codi.pipeline.variations import square_pixels
 from codi.pipeline.sampling import StepResult
 from codi.store.assets import EXAMPLES_DIR
 
+#: The key of a stored map in `model_index.json`.
+PREVIEW_KEY = "preview_colours"
 #: Outputs that get previews (audio and text have none).
 PREVIEW_MODALITIES = ("image", "video")
 #: A preview every this many steps by default.
@@ -46,6 +49,17 @@ class LatentToRGB:
         """[C,h,w] → uint8 [h,w,3]."""
         rgb = torch.einsum("oc,chw->hwo", self.weight, latent.float().cpu()) + self.bias
         return (((rgb + 1) / 2).clamp(0, 1) * 255).to(torch.uint8).numpy()
+
+    def to_json(self) -> dict[str, list]:
+        return {"weight": self.weight.tolist(), "bias": self.bias.tolist()}
+
+    @classmethod
+    def from_json(cls, stored: dict[str, list]) -> LatentToRGB:
+        weight, bias = torch.tensor(stored["weight"]), torch.tensor(stored["bias"])
+        if weight.ndim != 2 or weight.shape[0] != 3 or bias.shape != (3,):
+            raise ValueError(f"a preview colour map is [3, C] and [3], not "
+                             f"{list(weight.shape)} and {list(bias.shape)}")
+        return cls(weight.float(), bias.float())
 
 
 def fit_latent_to_rgb(
