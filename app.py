@@ -40,8 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description="CoDi Studio: any-to-any generation in the browser")
     p.add_argument("--model", default=_env("CODI_MODEL_DIR", "auto"),
-                   help="model folder, 'embedded' or 'auto' (env CODI_MODEL_DIR; default auto: "
-                        "the downloaded full model, else the embedded tiny random one)")
+                   help="model folder, 'full', 'embedded' or 'auto' (env CODI_MODEL_DIR; "
+                        "default auto: the downloaded full model, on a Space the preloaded one, "
+                        "else the embedded CoDi-Nano)")
     p.add_argument("--host", default=_env("CODI_HOST") or _env("GRADIO_SERVER_NAME")
                    or ("0.0.0.0" if _env("SPACE_ID") else "127.0.0.1"),
                    help="interface to listen on (env CODI_HOST, then GRADIO_SERVER_NAME; "
@@ -79,9 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     from codi.errors import CoDiUserError
     from ui.app import build_app, launch_options
     from ui.studio import Studio
+    from ui.zerogpu import zerogpu_runtime
 
     try:
-        studio = Studio(args.model, runtime=options_from_args(args))
+        studio = Studio(args.model, runtime=zerogpu_runtime(options_from_args(args)))
     except CoDiUserError as error:
         raise SystemExit(f"error: {error}") from None
     app = build_app(studio, data_dir=args.data_dir)

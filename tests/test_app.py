@@ -223,3 +223,22 @@ def test_use_as_start_takes_the_selected_image_and_keeps_its_output():
         "/r/v.mp4", ["video"]]
     with pytest.raises(CoDiUserError, match="no audio result yet"):
         use_as_start("audio")(None, ["audio"])
+
+
+def test_on_zerogpu_every_component_is_placed_on_cuda_at_start_up(monkeypatch):
+    import types
+
+    from codi.engine.runtime import RuntimeOptions
+    from ui import zerogpu
+
+    asked = RuntimeOptions(device="auto", offload="model", memory_budget_gb=6.0, dtype="bf16")
+    assert zerogpu.zerogpu_runtime(asked) == asked  # no `spaces`: unchanged
+    fake_spaces = types.SimpleNamespace(GPU=lambda duration: (lambda fn: ("on gpu", fn)))
+    monkeypatch.setattr(zerogpu, "spaces", fake_spaces)
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert zerogpu.zerogpu_runtime(asked) == asked  # `spaces` but not a ZeroGPU Space
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    placed = zerogpu.zerogpu_runtime(asked)
+    assert (placed.device, placed.offload, placed.memory_budget_gb, placed.dtype) == (
+        "cuda", "none", None, "bf16")
+    assert zerogpu.gpu_task(duration=lambda x: 60)(len) == ("on gpu", len)

@@ -170,3 +170,86 @@ def test_cli_download_and_its_error_line(hub, tmp_path, capsys):
     assert cli.main(["download", "--dest", str(tmp_path / "m2")]) == 2
     err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err_lines) == 1 and "is corrupt" in err_lines[0]
+
+
+def hub_cache(root: Path, repo_id: str, files: dict[str, bytes]) -> None:
+    """A Hugging Face cache as a Space build's `preload_from_hub` leaves it: snapshot paths
+    linked to blobs named by their sha256."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    for path, data in files.items():
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = repo / "snapshots" / commit / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
+
+
+@pytest.fixture
+def preloaded(tmp_path, monkeypatch):
+    """The fp16 official files (toy stand-ins) in a local Hugging Face cache; no Hub at all."""
+    cache = tmp_path / "hf-hub"
+    files = {f"checkpoints_fp16/{n}": toy_file(i, seed=10) for i, n in enumerate(OFFICIAL_FILES)}
+    hub_cache(cache, OFFICIAL_REPO, files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(download, "HfApi", None)  # any Hub call would fail loudly
+    monkeypatch.setattr(download, "hf_hub_download", None)
+    monkeypatch.setattr("codi.convert.core.all_specs", lambda: (TOY,))
+    monkeypatch.setenv("CODI_HOME", str(tmp_path / "codi-home"))
+    monkeypatch.delenv("CODI_MODEL_DIR", raising=False)
+    return cache, files
+
+
+def test_a_space_converts_its_preloaded_files_once_and_serves_them(preloaded, monkeypatch):
+    from codi.store import preloaded as preloaded_module
+    from codi.store.model_store import default_model_dir
+
+    cache, files = preloaded
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert resolve_model("auto").kind != "full"  # not on a Space: today's behaviour
+    monkeypatch.setenv("SPACE_ID", "someone/codi-studio")
+    resolved = resolve_model("auto")
+    assert resolved.kind == "full" and resolved.folder == default_model_dir().resolve()
+    index = json.loads((resolved.folder / "model_index.json").read_text())
+    assert index["variant"] == "fp16"
+    assert index["source_sha256"] == {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+    converted = ToyStack.from_pretrained(resolved.folder / "toy")
+    expected = torch.load(io.BytesIO(files[f"checkpoints_fp16/{OFFICIAL_FILES[3]}"]))
+    torch.testing.assert_close(converted.layers[3].weight.data,
+                               expected["toy.layers.3.weight"], rtol=0, atol=0)
+    assert load_tokenizers(resolved.folder)["optimus_gpt2"].convert_tokens_to_ids("<EOS>") == 50259
+    monkeypatch.setattr(preloaded_module, "convert_into",
+                        lambda *a, **k: pytest.fail("converted a second time"))
+    assert resolve_model("auto").folder == resolved.folder
+
+
+def test_a_corrupt_preloaded_file_leaves_the_embedded_model_with_a_note(preloaded, monkeypatch):
+    cache, files = preloaded
+    (blob,) = [p for p in cache.rglob("blobs/*")
+               if p.name == hashlib.sha256(files[f"checkpoints_fp16/{OFFICIAL_FILES[1]}"])
+               .hexdigest()]
+    blob.write_bytes(b"truncated")
+    monkeypatch.setenv("SPACE_ID", "someone/codi-studio")
+    resolved = resolve_model("auto")
+    assert resolved.kind != "full"
+    assert f"checkpoints_fp16/{OFFICIAL_FILES[1]} is corrupt" in resolved.note
+    assert not list((preloaded[0].parent / "codi-home").rglob("model_index.json"))
+
+
+def test_full_without_the_files_says_how_to_get_them(preloaded, monkeypatch):
+    cache, _ = preloaded
+    shutil.rmtree(cache)
+    with pytest.raises(CoDiUserError, match="python -m codi download --variant fp16"):
+        resolve_model("full")
+
+
+def test_the_space_front_matter_preloads_exactly_the_fp16_files():
+    from test_readme import front_matter_and_body
+
+    meta, _ = front_matter_and_body()
+    repo, files = meta["preload_from_hub"].split()
+    assert repo == OFFICIAL_REPO
+    assert files.split(",") == download.repo_paths("fp16")

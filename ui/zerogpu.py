@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from codi.engine.runtime import RuntimeOptions
 from codi.pipeline.request import GenerationRequest
 
 try:
@@ -29,6 +31,15 @@ MIN_SECONDS, MAX_SECONDS = 30, 300
 def on_zerogpu() -> bool:
     """True on a ZeroGPU Space (the platform sets SPACES_ZERO_GPU)."""
     return spaces is not None and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
+def zerogpu_runtime(options: RuntimeOptions) -> RuntimeOptions:
+    """On ZeroGPU, every component is placed on CUDA at start-up, as ZeroGPU requires (the
+    GPU itself is attached only inside `@spaces.GPU`): device cuda, nothing offloaded, no
+    memory budget. Elsewhere `options` unchanged."""
+    if not on_zerogpu():
+        return options
+    return replace(options, device="cuda", offload="none", memory_budget_gb=None)
 
 
 def estimate_gpu_seconds(request: GenerationRequest) -> int:

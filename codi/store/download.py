@@ -87,6 +87,21 @@ def download(
     for path in paths:
         log(f"downloading {repo_id}/{path}")
         files.append(fetch_verified(repo_id, path, sums[path]))
+    return convert_into(dest, files, repo_id, variant, sums, log)
+
+
+def convert_into(
+    dest: Path,
+    files: list[Path],
+    repo_id: str,
+    variant: str | None,
+    sums: dict[str, str],
+    log: Callable[[str], None],
+    vocab_dir: Path | None = None,
+) -> Path:
+    """Convert the verified official `files` into `dest`, through `dest.partial` (so an
+    interrupted run leaves nothing "auto" would pick up); tokenizers from `vocab_dir` (None:
+    the Hub)."""
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -95,7 +110,7 @@ def download(
     if not report.ok:
         problems = "; ".join((report.errors + [f"unmapped {k}" for k in report.unknown])[:5])
         raise RuntimeError(f"converting the official files failed: {problems}")
-    save_tokenizers(partial, vocab_dir=None)
+    save_tokenizers(partial, vocab_dir=vocab_dir)
     _add_provenance(partial, repo_id, variant, sums)
     if dest.exists():
         shutil.rmtree(dest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codi.errors import CoDiUserError
@@ -13,6 +13,8 @@ from codi.store.tiny_random import TINY_RANDOM_DIR, TINY_RANDOM_KIND, TINY_RANDO
 
 #: A folder holding a converted model, used by "auto" before anything else.
 MODEL_DIR_ENV = "CODI_MODEL_DIR"
+#: Set by Hugging Face on a Space: "auto" then also converts preloaded official files.
+SPACE_ENV = "SPACE_ID"
 #: Root of CoDi Studio's own cache (default ~/.cache/codi); models live under `models/`.
 HOME_ENV = "CODI_HOME"
 FULL_MODEL_NAME = "ZinengTang--CoDi"
@@ -65,16 +67,21 @@ def describe(folder: Path) -> ResolvedModel:
 
 
 def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
-    """The model folder for `spec`: a path, "nano", "tiny", "embedded", or "auto"/None.
+    """The model folder for `spec`: a path, "full", "nano", "tiny", "embedded", or "auto"/None.
 
     "auto" takes `$CODI_MODEL_DIR` when set, else the downloaded full model in the cache
-    (`default_model_dir()`), else the embedded default. "embedded" is CoDi-Nano (trained by this
-    project, in assets/codi-nano) when it is there, else the tiny random-weight model; "nano" and
-    "tiny" name one of the two.
+    (`default_model_dir()`), else — on a Hugging Face Space whose build preloaded the official
+    files — those files converted there once (`codi.store.preloaded`), else the embedded
+    default. "full" is the full model (downloaded, or converted from preloaded files) or an
+    error saying how to get it. "embedded" is CoDi-Nano (trained by this project, in
+    assets/codi-nano) when it is there, else the tiny random-weight model; "nano" and "tiny"
+    name one of the two.
     """
     text = "auto" if spec is None else str(spec).strip()
     if text.lower() == "embedded":
         return _embedded()
+    if text.lower() == "full":
+        return _full()
     if text.lower() == "nano":
         return _bundled(NANO_DIR, "CoDi-Nano", "python -m codi.train nano")
     if text.lower() == "tiny":
@@ -93,7 +100,37 @@ def resolve_model(spec: str | Path | None = None) -> ResolvedModel:
             raise CoDiUserError(f"{MODEL_DIR_ENV}={configured}: {error}") from error
     if (default_model_dir() / "model_index.json").is_file():
         return describe(default_model_dir())
+    if os.environ.get(SPACE_ENV):
+        try:
+            converted = _convert_preloaded()
+        except (CoDiUserError, RuntimeError) as error:
+            embedded = _embedded()
+            return replace(embedded, note=f"{embedded.note} The preloaded full model could "
+                                          f"not be converted: {error}".strip())
+        if converted is not None:
+            return converted
     return _embedded()
+
+
+def _convert_preloaded() -> ResolvedModel | None:
+    """The preloaded official files converted into `default_model_dir()`, when all are cached."""
+    from codi.store.preloaded import convert_preloaded
+
+    folder = convert_preloaded(default_model_dir())
+    return describe(folder) if folder is not None else None
+
+
+def _full() -> ResolvedModel:
+    """The full model: downloaded, else converted from preloaded files, else a clear error."""
+    if (default_model_dir() / "model_index.json").is_file():
+        return describe(default_model_dir())
+    converted = _convert_preloaded()
+    if converted is None:
+        raise CoDiUserError(
+            f"The full CoDi is not in {default_model_dir()}. Download and convert it with "
+            "`python -m codi download --variant fp16` (about 11 GB), then start again."
+        )
+    return converted
 
 
 def _embedded() -> ResolvedModel:
