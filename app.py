@@ -42,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=_env("CODI_MODEL_DIR", "auto"),
                    help="model folder, 'full', 'embedded' or 'auto' (env CODI_MODEL_DIR; "
                         "default auto: the downloaded full model, on a Space the preloaded one, "
-                        "else the embedded CoDi-Nano)")
+                        "else the embedded CoDi-Nano; on a CUDA machine without the full "
+                        "model, it is fetched in the background at first start and the studio "
+                        "switches to it; CODI_FETCH_FULL=0 skips that)")
     p.add_argument("--host", default=_env("CODI_HOST") or _env("GRADIO_SERVER_NAME")
                    or ("0.0.0.0" if _env("SPACE_ID") else "127.0.0.1"),
                    help="interface to listen on (env CODI_HOST, then GRADIO_SERVER_NAME; "
@@ -78,14 +80,20 @@ def main(argv: list[str] | None = None) -> None:
     serve_from_process_dir()  # before Gradio is imported: its cache goes there too
     from codi.engine.runtime import options_from_args
     from codi.errors import CoDiUserError
+    from codi.store.full_fetch import BackgroundFetch, fetch_wanted
     from ui.app import build_app, launch_options
     from ui.studio import Studio
     from ui.zerogpu import zerogpu_runtime
 
     try:
-        studio = Studio(args.model, runtime=zerogpu_runtime(options_from_args(args)))
+        options = zerogpu_runtime(options_from_args(args))
+        fetch = fetch_wanted(args.model, options.torch_device().type)
+        # While the full CoDi is fetched, the embedded model serves ("auto" finds it anyway).
+        studio = Studio("embedded" if fetch else args.model, runtime=options)
     except CoDiUserError as error:
         raise SystemExit(f"error: {error}") from None
+    if fetch:
+        studio.start_fetch(BackgroundFetch())
     app = build_app(studio, data_dir=args.data_dir)
     app.queue(default_concurrency_limit=args.workers, max_size=args.queue_size)
     app.launch(server_name=args.host, server_port=args.port, share=args.share,

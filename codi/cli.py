@@ -121,7 +121,10 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("where and how")
     run.add_argument("--out", type=Path, default=Path("outputs"), metavar="DIR")
     run.add_argument("--name", default="codi", help="file name stem of the outputs")
-    run.add_argument("--model", default="auto", help="model folder, 'embedded' or 'auto'")
+    run.add_argument("--model", default="auto",
+                     help="model folder, 'full', 'embedded' or 'auto' (on a CUDA machine "
+                          "without the full model, auto fetches it first; CODI_FETCH_FULL=0 "
+                          "skips that)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_arguments(p)
 
@@ -225,13 +228,18 @@ def progress_callback(enabled: bool) -> tuple[Callable[[int, int], None], Callab
 
 def run_generate(args: argparse.Namespace) -> int:
     from codi.pipeline.factory import open_pipeline
-    from codi.store.model_store import read_model_index, resolve_model
+    from codi.store.full_fetch import fetch_wanted, resolve_or_fetch
+    from codi.store.model_store import read_model_index
 
-    model = resolve_model(args.model)
+    options = options_from_args(args)
+    device_type = options.torch_device().type
+    if fetch_wanted(args.model, device_type):
+        build_request(args, None)  # a mistyped argument is told before a long download
+    model = resolve_or_fetch(args.model, device_type)
     request = build_request(args, read_model_index(model.folder).get("defaults"))
     if model.note:
         print(f"note: {model.note}", file=sys.stderr)
-    pipeline = open_pipeline(model.folder, options_from_args(args))
+    pipeline = open_pipeline(model.folder, options)
     on_step, close = progress_callback(not args.quiet)
     try:
         result = pipeline(request, on_step=on_step)

@@ -21,7 +21,7 @@ from codi.store.assets import EXAMPLES_DIR
 from ui.errors import friendly
 from ui.evaluation import Evaluator, build_evaluation_tab, resolve_data_dir
 from ui.examples import Example, examples_for
-from ui.form import SLOTS, START_FIELDS, default_form
+from ui.form import MODEL_SETTING_FIELDS, SLOTS, START_FIELDS, default_form
 from ui.handlers import (
     StudioHandlers,
     form_signature,
@@ -52,6 +52,8 @@ from ui.studio import Studio
 from ui.theme import CSS, THEME
 
 PRIVATE = {"api_visibility": "private", "queue": False}
+#: Seconds between banner refreshes while the full CoDi is fetched in the background.
+BANNER_REFRESH_S = 2.0
 #: Gradio's cache of served and uploaded files: every 30 minutes, files older than an hour go
 #: (and all of them when the server stops). See docs/studio.md, "Temporary files".
 DELETE_CACHE = (1800, 3600)
@@ -163,6 +165,19 @@ def _wire_starts(tab: StudioTab) -> None:
             [form[f"start_{kind}"], form["outputs"], out.starts.accordion], **PRIVATE)
 
 
+def _wire_model_switch(app: gr.Blocks, tab: StudioTab, handlers: StudioHandlers,
+                       banner: gr.Markdown) -> None:
+    """While the full CoDi is fetched in the background the banner refreshes; once the
+    studio switched to it, each page (open or opened later) takes its examples and settings
+    defaults."""
+    studio = handlers.studio
+    shown = gr.State(studio.model_version)
+    timer = gr.Timer(BANNER_REFRESH_S, active=studio.preparing)
+    targets = [banner, timer, shown, tab.examples, *(tab.form[n] for n in MODEL_SETTING_FIELDS)]
+    app.load(handlers.refresh_model, shown, targets, **PRIVATE)
+    timer.tick(handlers.refresh_model, shown, targets, **PRIVATE, show_progress="hidden")
+
+
 def _wire_restore(tab: StudioTab, handlers: StudioHandlers) -> None:
     """Examples and history entries load their form (and results) back into the page."""
     inputs = tab.inputs
@@ -188,13 +203,14 @@ def build_app(studio: Studio | None = None, data_dir: str | Path | None = None) 
         with gr.Tab("Studio", id="studio"):
             examples = examples_for(studio.model.kind)
             tab = _studio_tab(studio, defaults, examples)
-            handlers = StudioHandlers(studio, examples, list(tab.form))
+            handlers = StudioHandlers(studio, list(tab.form))
             _wire_previews(app, tab, handlers)
             run_event = _wire_run(tab, handlers, studio, banner)
             run_event.then(handlers.stop_previews, None, tab.outputs.previews.shown, **PRIVATE)
             _wire_form(app, tab)
             _wire_starts(tab)
             _wire_restore(tab, handlers)
+            _wire_model_switch(app, tab, handlers, banner)
         with gr.Tab("Evaluate", id="evaluate"):
             build_evaluation_tab(app, Evaluator(data_dir), tab.history)
         app.unload(_forget_session(studio))

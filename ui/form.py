@@ -30,6 +30,9 @@ SETTING_FIELDS: tuple[str, ...] = (
     "steps", "guidance_scale", "negative_text", "seed", "randomize_seed", "image_size",
     "num_frames", "fps", "num_samples", "text_mode", "temperature", "max_tokens", "sampler",
 )
+#: The settings whose defaults belong to the model (a model switch resets them).
+MODEL_SETTING_FIELDS: tuple[str, ...] = tuple(
+    f for f in SETTING_FIELDS if f not in ("negative_text", "seed", "randomize_seed"))
 #: Variations: per image/audio/video output, an optional start file and its strength.
 START_FIELDS: tuple[str, ...] = tuple(
     f"start_{m}{part}" for m in START_MODALITIES for part in ("", "_strength"))

@@ -15,11 +15,17 @@ import gradio as gr
 
 from codi.errors import CoDiUserError
 from codi.pipeline.request import MODALITIES, START_MODALITIES
-from ui.examples import Example
-from ui.form import describe_inputs, describe_starts, request_from_form
+from ui.examples import Example, examples_for
+from ui.form import (
+    MODEL_SETTING_FIELDS,
+    default_form,
+    describe_inputs,
+    describe_starts,
+    request_from_form,
+)
 from ui.history import MAX_ENTRIES, HistoryEntry, entry_at, gallery_items
 from ui.newest import NewestOnly
-from ui.panels import RESULT_KINDS
+from ui.panels import RESULT_KINDS, example_rows
 from ui.studio import Studio, StudioResult
 
 
@@ -153,13 +159,30 @@ class StudioHandlers:
     """The handlers that run generations or restore forms, over one `Studio`.
 
     `fields` are the form's field names in the order the page lays them out (and /generate
-    takes them); `examples` are the rows of the example table.
+    takes them).
     """
 
-    def __init__(self, studio: Studio, examples: tuple[Example, ...], fields: list[str]) -> None:
+    def __init__(self, studio: Studio, fields: list[str]) -> None:
         self.studio = studio
-        self.examples = examples
         self.fields = fields
+
+    @property
+    def examples(self) -> tuple[Example, ...]:
+        """The rows of the example table: those that suit the model serving now."""
+        return examples_for(self.studio.model.kind)
+
+    def refresh_model(self, shown_version: int) -> list[Any]:
+        """The banner and whether it keeps refreshing; when the model was switched since the
+        page last looked (`shown_version`), also the examples and the new model's settings
+        defaults (the inputs stay as they are)."""
+        studio = self.studio
+        head = [studio.status(), gr.Timer(active=studio.preparing)]
+        version = studio.model_version
+        if shown_version == version:
+            return [*head, gr.skip(), gr.skip(), *(gr.skip() for _ in MODEL_SETTING_FIELDS)]
+        defaults = default_form(studio.tiny_random, studio.pipeline.defaults)
+        return [*head, version, gr.Dataset(samples=example_rows(self.examples)),
+                *(defaults[name] for name in MODEL_SETTING_FIELDS)]
 
     def generate(self, progress=gr.Progress(),  # noqa: B008
                  request: gr.Request = None, **values: Any) -> list[Any]:

@@ -191,13 +191,18 @@ def settings_panel(form: Form, defaults: dict[str, Any], runtime_markdown: str) 
         gr.Markdown(runtime_markdown, elem_classes="hint", elem_id="runtime-info")
 
 
+def example_rows(examples: tuple[Example, ...]) -> list[list[str]]:
+    """The example table's rows: title, inputs → outputs."""
+    return [[ex.title, ex.flow] for ex in examples]
+
+
 def examples_panel(examples: tuple[Example, ...]) -> gr.Dataset:
     """The example table; a click loads an example (its index) into the form."""
     return gr.Dataset(
         label="Examples: click one to load its inputs, outputs and settings",
         components=[gr.Textbox(visible=False), gr.Textbox(visible=False)],
         headers=["Example", "Inputs → outputs"], type="index", layout="table",
-        samples=[[ex.title, ex.flow] for ex in examples], elem_id="examples")
+        samples=example_rows(examples), elem_id="examples")
 
 
 START_LABELS = {"image": "Start image", "audio": "Start sound", "video": "Start video"}

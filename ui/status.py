@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from codi.store.full_fetch import FetchProgress
 from codi.store.model_store import ResolvedModel
 from codi.store.tiny_random import TINY_RANDOM_KIND
 from codi.store.weights import available_components
@@ -40,8 +41,11 @@ def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
-def status_markdown(model: ResolvedModel, device: str, dtype: str) -> str:
-    """The banner: model, precision, device, memory, and the way to the full model."""
+def status_markdown(model: ResolvedModel, device: str, dtype: str,
+                    how_to_upgrade: bool = True) -> str:
+    """The banner: model, precision, device, memory, and (unless `how_to_upgrade` is off,
+    as while the full model is fetched) the way to the full model."""
+    upgrade = "\n\n" + HOW_TO_GET_CODI if how_to_upgrade else ""
     facts = [f"precision **{dtype}**", f"device **{device}**",
              f"weights {_size(folder_size_bytes(model.folder))}"]
     memory = memory_line(device)
@@ -50,17 +54,43 @@ def status_markdown(model: ResolvedModel, device: str, dtype: str) -> str:
     if model.kind == TINY_RANDOM_KIND:
         return (
             "**Model: the tiny random-weight CoDi** — it runs the whole any-to-any "
-            "path offline, but its outputs are noise. " + " · ".join(facts) + "\n\n"
-            + HOW_TO_GET_CODI
+            "path offline, but its outputs are noise. " + " · ".join(facts) + upgrade
         )
     if model.kind == "nano":
         return (
             "**Model: CoDi-Nano**, the embedded default — a tiny CoDi trained by this project on "
             "its shapes world: try prompts like *a red circle on the left bouncing* (colours red, "
             "green, blue, yellow; circle, square, triangle; moving left/right, bouncing). "
-            + " · ".join(facts) + "\n\n" + HOW_TO_GET_CODI
+            + " · ".join(facts) + upgrade
         )
     return f"**Model: CoDi** (`{model.folder}`, {model.kind}) · " + " · ".join(facts)
+
+
+def _serving_name(kind: str) -> str:
+    return {"nano": "CoDi-Nano", TINY_RANDOM_KIND: "the tiny random model"}.get(kind, "CoDi")
+
+
+def fetch_markdown(progress: FetchProgress, kind: str) -> str:
+    """The banner's line about the full CoDi being fetched at this start (`kind`: the model
+    serving now)."""
+    if progress.phase == "ready":
+        return "**Switched to the full CoDi**, fetched and converted at this start."
+    serving = _serving_name(kind)
+    if progress.phase == "failed":
+        return (f"**The full CoDi could not be prepared:** {progress.error} {serving} keeps "
+                "serving. Restart the studio to try again (downloads resume where they "
+                "stopped), or run `python -m codi download --variant fp16`.")
+    if progress.phase == "downloading" and progress.file:
+        got = f"{progress.done / 1e9:.2f}"
+        step = (f"downloading `{progress.file}`: {got} / {progress.total / 1e9:.2f} GB "
+                f"({100 * progress.done / progress.total:.0f} %)" if progress.total
+                else f"downloading `{progress.file}`: {got} GB")
+    elif progress.phase == "loading":
+        step = "loading it onto the device"
+    else:
+        step = progress.detail or "reading the file list from the Hugging Face Hub"
+    return (f"**Preparing the full CoDi** (once, on first start): {step}… Meanwhile {serving} "
+            "serves; the studio switches to the full CoDi by itself when it is ready.")
 
 
 def model_details_markdown(model_dir: Path) -> str:

@@ -19,15 +19,16 @@ from typing import Any
 from codi.engine.runtime import RuntimeOptions
 from codi.media.limits import MediaLimits
 from codi.pipeline.codi_pipeline import CoDiPipeline
-from codi.pipeline.previews import Preview
 from codi.pipeline.factory import open_pipeline
+from codi.pipeline.previews import Preview
 from codi.pipeline.request import GenerationRequest
 from codi.pipeline.result import GenerationResult
-from codi.store.model_store import resolve_model
+from codi.store.full_fetch import BackgroundFetch
+from codi.store.model_store import ResolvedModel, resolve_model
 from codi.store.tiny_random import TINY_RANDOM_KIND
 from ui.form import apply_model_defaults
 from ui.previews import PreviewBoard
-from ui.status import status_markdown
+from ui.status import fetch_markdown, status_markdown
 from ui.temp_files import RESULTS_PER_SESSION, scratch_dir
 from ui.zerogpu import estimate_gpu_seconds, gpu_task
 
@@ -44,6 +45,17 @@ def run_pipeline(
 ) -> GenerationResult:
     """One generation (on ZeroGPU: inside a GPU slot sized by `estimate_gpu_seconds`)."""
     return pipeline(request, on_step=on_step, cancel=cancel, on_preview=on_preview)
+
+
+def release_cached_memory() -> None:
+    """Hand a dropped pipeline's cached GPU blocks back (nothing to do on a CPU)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _no_progress(step: int, total: int) -> None:
@@ -106,13 +118,13 @@ class Studio:
         limits: MediaLimits | None = None,
         keep: int = RESULTS_PER_SESSION,
     ) -> None:
-        self.model = resolve_model(model)
-        self.pipeline = open_pipeline(self.model.folder, runtime or RuntimeOptions.from_env())
-        self.device = str(self.pipeline.device)
-        self.dtype = str(self.pipeline.dtype).removeprefix("torch.")
-        self.runtime = self.pipeline.runtime.summary(self.pipeline.device, self.pipeline.dtype)
+        self.options = runtime or RuntimeOptions.from_env()
         self.limits = limits or MediaLimits()
-        self.pipeline.limits = self.limits
+        #: How many times the model was switched (`switch_model`); pages compare it.
+        self.model_version = 0
+        #: The full CoDi being fetched in the background (`start_fetch`), if any.
+        self.fetch: BackgroundFetch | None = None
+        self._use(resolve_model(model), None)
         self.output_dir = Path(output_dir) if output_dir else scratch_dir("results")
         self.keep = keep
         self._cancels: dict[str, threading.Event] = {}
@@ -122,13 +134,47 @@ class Studio:
         #: Live previews of the sessions that asked for them (the page's switch).
         self.previews = PreviewBoard()
 
+    def _use(self, model: ResolvedModel, pipeline: CoDiPipeline | None) -> None:
+        """Serve `model` (its pipeline opened here unless given)."""
+        pipeline = pipeline or open_pipeline(model.folder, self.options)
+        pipeline.limits = self.limits
+        self.model, self.pipeline = model, pipeline
+        self.device = str(pipeline.device)
+        self.dtype = str(pipeline.dtype).removeprefix("torch.")
+        self.runtime = pipeline.runtime.summary(pipeline.device, pipeline.dtype)
+
+    def switch_model(self, model: ResolvedModel) -> None:
+        """Serve `model` from now on: its pipeline is opened first (the old one serves
+        meanwhile); generations already running finish on the old one."""
+        pipeline = open_pipeline(model.folder, self.options)
+        with self._lock:
+            self._use(model, pipeline)
+            self.model_version += 1
+        release_cached_memory()
+
+    def start_fetch(self, fetch: BackgroundFetch) -> None:
+        """Fetch the full CoDi in the background and switch to it when it is ready."""
+        self.fetch = fetch
+        fetch.start(on_ready=self.switch_model)
+
+    @property
+    def preparing(self) -> bool:
+        """Whether a background fetch is still under way (the banner then refreshes)."""
+        return self.fetch is not None and self.fetch.progress().busy
+
     @property
     def tiny_random(self) -> bool:
         """Whether the tiny random-weight model serves (the form then asks for little work)."""
         return self.model.kind == TINY_RANDOM_KIND
 
     def status(self) -> str:
-        return status_markdown(self.model, self.device, self.dtype)
+        """The banner: the model serving, and a background fetch's progress or outcome."""
+        if self.fetch is None:
+            return status_markdown(self.model, self.device, self.dtype)
+        progress = self.fetch.progress()
+        banner = status_markdown(self.model, self.device, self.dtype,
+                                 how_to_upgrade=progress.phase == "failed")
+        return fetch_markdown(progress, self.model.kind) + "\n\n" + banner
 
     def runtime_markdown(self) -> str:
         """The runtime options in force (set when the studio starts), one line."""
@@ -152,14 +198,15 @@ class Studio:
         self, request: GenerationRequest, session: str, progress: ProgressFn | None = None
     ) -> StudioResult:
         """Run one request and save its outputs (CoDiUserError / GenerationCancelled escape)."""
-        request.settings = apply_model_defaults(request.settings, self.pipeline.defaults)
+        pipeline = self.pipeline  # a model switch mid-run leaves this run on its pipeline
+        request.settings = apply_model_defaults(request.settings, pipeline.defaults)
         event = threading.Event()
         with self._lock:
             self._cancels[session] = event
         started = time.perf_counter()
         try:
             on_step = step_reporter(progress) if progress is not None else _no_progress
-            result = run_pipeline(self.pipeline, request, on_step, event,
+            result = run_pipeline(pipeline, request, on_step, event,
                                   self.previews.sink(session))
         finally:
             self.previews.clear(session)
