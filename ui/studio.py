@@ -146,7 +146,11 @@ class Studio:
     def switch_model(self, model: ResolvedModel) -> None:
         """Serve `model` from now on: its pipeline is opened first (the old one serves
         meanwhile); generations already running finish on the old one."""
-        pipeline = open_pipeline(model.folder, self.options)
+        try:
+            pipeline = open_pipeline(model.folder, self.options)
+        except BaseException:
+            release_cached_memory()  # what a failed load (say, out of GPU memory) had taken
+            raise
         with self._lock:
             self._use(model, pipeline)
             self.model_version += 1
