@@ -108,8 +108,9 @@ def test_video_latents_decode_frame_by_frame(models):
         video = decode_image_latents(vae, z)
         frames = [decode_image_latents(vae, z[:, :, f]) for f in range(2)]
     assert video.shape == (1, 3, 2, 64, 64)
+    # Batched and single-frame convolutions may pick different kernels: float32 rounding only.
     for f, frame in enumerate(frames):
-        torch.testing.assert_close(video[:, :, f], frame, atol=1e-5, rtol=0)
+        torch.testing.assert_close(video[:, :, f], frame, atol=1e-4, rtol=0)
 
 
 def test_audio_latent_guard(models):

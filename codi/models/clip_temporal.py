@@ -4,8 +4,7 @@ It runs per token over frames on `[N, F, C]` (N = batch·tokens): residual atten
 with a continuous relative-position bias, then a residual GEGLU feed-forward of 1-wide convs.
 Nothing here exists in transformers/diffusers in this form, hence our own modules; the UNet's
 temporal layer (codi/models/temporal.py) is a different variant (framerate/pos embeddings added,
-token shift, Conv3d), though the frame-axis LayerNorm, ChanLayerNorm, GEGLU and position-bias MLP
-compute the same maths and could later be shared.
+token shift, Conv3d); both norm with `codi.models.norms`.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _eps_for(x: torch.Tensor) -> float:
-    """The official norms use eps 1e-5 for float32 input and 1e-3 for anything else."""
-    return 1e-5 if x.dtype == torch.float32 else 1e-3
+from codi.models.norms import normalise
 
 
 class FrameAxisLayerNorm(nn.Module):
@@ -31,8 +27,7 @@ class FrameAxisLayerNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
-        return (x - mean) * var.clamp(min=_eps_for(x)).rsqrt() * self.g
+        return normalise(x, 1) * self.g
 
 
 class ChanLayerNorm(nn.Module):
@@ -44,9 +39,7 @@ class ChanLayerNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(1, dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
-        x = (x - mean) * var.clamp(min=_eps_for(x)).rsqrt()
-        return x.to(self.g.dtype) * self.g
+        return normalise(x, 1).to(self.g.dtype) * self.g
 
 
 class GEGLU(nn.Module):

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codi.models.norms import normalise
+
 #: Attention heads of the temporal attention, fixed whatever the UNet's head count
 #: (quirk Q3, docs/quirks.md).
 TEMPORAL_HEADS = 8
@@ -18,18 +20,6 @@ TEMPORAL_HEADS = 8
 FRAMERATE = 4
 #: Longest clip the learned frame position/rate tables cover.
 MAX_FRAMES = 30
-
-
-def _eps_for(x: torch.Tensor) -> float:
-    """The official norms switch eps with the input dtype: 1e-5 for float32, 1e-3 otherwise."""
-    return 1e-5 if x.dtype == torch.float32 else 1e-3
-
-
-def _normalise(x: torch.Tensor, dim: int, gain: torch.Tensor) -> torch.Tensor:
-    """Gain-only layer norm over `dim`, with the variance clamped at eps (not eps added)."""
-    var = torch.var(x, dim=dim, unbiased=False, keepdim=True)
-    mean = torch.mean(x, dim=dim, keepdim=True)
-    return (x - mean) * var.clamp(min=_eps_for(x)).rsqrt() * gain
 
 
 def _delay_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -51,7 +41,7 @@ class FrameAxisLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _normalise(x, 1, self.weight)
+        return normalise(x, 1) * self.weight
 
 
 class ChanLayerNorm(nn.Module):
@@ -62,7 +52,7 @@ class ChanLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _normalise(x, 1, self.weight.view(-1, 1, 1, 1).to(x.dtype))
+        return normalise(x, 1) * self.weight.view(-1, 1, 1, 1).to(x.dtype)
 
 
 class ContinuousPositionBias(nn.Module):

@@ -1,0 +1,57 @@
+"""The temporal layers' gain-only norms (codi.models.norms): the official maths, any axis, dtype."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from codi.models import temporal
+from codi.models.norms import normalise, official_eps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import temporal_ab  # noqa: E402
+
+
+def reference(x: torch.Tensor, dim: int, eps: float) -> torch.Tensor:
+    """The official formula, in float64: variance clamped at eps, not eps added."""
+    x = x.double()
+    var, mean = torch.var_mean(x, dim=dim, unbiased=False, keepdim=True)
+    return (x - mean) * var.clamp(min=eps).rsqrt()
+
+
+@pytest.mark.parametrize("shape, dim", [((64, 8, 40), 1), ((2, 24, 8, 4, 4), 1), ((3, 5, 7), 2)])
+def test_normalise_matches_the_official_formula_in_float32(shape, dim):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    torch.testing.assert_close(normalise(x, dim).double(), reference(x, dim, 1e-5),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_uses_the_official_larger_eps_and_keeps_its_dtype(dtype):
+    x = (torch.randn(16, 8, 32, generator=torch.Generator().manual_seed(1)) * 0.02).to(dtype)
+    got = normalise(x, 1)
+    assert got.dtype == dtype
+    assert official_eps(x) == 1e-3
+    # Variances of about 4e-4 sit under eps 1e-3, so the clamp decides the scale.
+    torch.testing.assert_close(got.double(), reference(x, 1, 1e-3), rtol=0.02, atol=0.02)
+    assert got.float().std() < 0.8  # not the unit std of an unclamped norm
+
+
+def test_constant_input_gives_zeros_not_nan_and_eps_can_be_given():
+    x = torch.full((4, 8, 6), 2.5)
+    assert torch.equal(normalise(x, 1), torch.zeros_like(x))
+    y = torch.randn(4, 8, 6, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    torch.testing.assert_close(normalise(y, 1, eps=1e-5).double(), reference(y, 1, 1e-5),
+                               rtol=0.02, atol=0.02)
+
+
+def test_the_ab_benchmark_compares_both_norms_and_restores_todays(tmp_path):
+    out = tmp_path / "ab.json"
+    assert temporal_ab.main(["--skip-unet", "--rounds", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["feed_forward_320_s"]) == {"before", "today"}
+    assert report["feed_forward_output_relative_difference"] < 1e-5
+    assert temporal.normalise is normalise
