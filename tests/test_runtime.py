@@ -144,6 +144,18 @@ def test_auto_dtype_on_a_cpu_is_bf16_only_where_it_is_native(monkeypatch, native
     assert RuntimeOptions(dtype="fp32").torch_dtype(torch.device("cpu")) is torch.float32
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_forced_on_a_cpu_warns_once_only_where_it_is_emulated(monkeypatch, caplog, native):
+    monkeypatch.setattr(runtime_module, "cpu_has_native_bf16", lambda: native)
+    runtime_module.warn_emulated_bf16.cache_clear()
+    with caplog.at_level("WARNING", logger=runtime_module.logger.name):
+        for _ in range(2):
+            assert RuntimeOptions(dtype="bf16").torch_dtype(torch.device("cpu")) is torch.bfloat16
+        RuntimeOptions(dtype="bf16").torch_dtype(torch.device("cuda"))  # a GPU: never
+    warned = [r for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(warned) == (0 if native else 1)
+
+
 def test_a_bf16_cpu_run_keeps_the_audio_decoders_in_float32():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert component_dtype("vocoder", torch.bfloat16, cpu) is torch.float32

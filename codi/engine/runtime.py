@@ -11,6 +11,7 @@ the CPU (the parity tests' numerics).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -150,6 +151,9 @@ class RuntimeOptions:
     def torch_dtype(self, device: torch.device | None = None) -> torch.dtype:
         """`auto`: fp16 on a GPU (the released weights' precision; bf16 is an option); on a CPU
         bf16 when it computes bf16 natively (`cpu_has_native_bf16`), else fp32."""
+        if self.dtype == "bf16" and (device is not None or self.device in ("auto", "cpu")):
+            if (device or self.torch_device()).type == "cpu" and not cpu_has_native_bf16():
+                warn_emulated_bf16()
         if self.dtype != "auto":
             return DTYPES[self.dtype]
         device = device or self.torch_device()
@@ -190,6 +194,14 @@ class RuntimeOptions:
             "dtype": str(dtype).removeprefix("torch."),
             "attention": resolve_attention_backend(self.attention, device),
         }
+
+
+@functools.cache
+def warn_emulated_bf16() -> None:
+    """Say once per process that bf16 asked for on a CPU without bf16 instructions is emulated."""
+    logger.warning(
+        "bf16 on this CPU is emulated (no avx512_bf16/amx_bf16): far slower than fp32 "
+        "(docs/benchmarks.md, \"bf16 on a CPU\"); use --dtype auto or fp32.")
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
