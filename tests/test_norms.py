@@ -48,10 +48,12 @@ def test_constant_input_gives_zeros_not_nan_and_eps_can_be_given():
                                rtol=0.02, atol=0.02)
 
 
-def test_the_ab_benchmark_compares_both_norms_and_restores_todays(tmp_path):
+def test_the_ab_benchmark_compares_both_ways_and_restores_todays(tmp_path):
+    today = temporal.TemporalFeedForward.forward
     out = tmp_path / "ab.json"
     assert temporal_ab.main(["--skip-unet", "--rounds", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report["feed_forward_320_s"]) == {"before", "today"}
-    assert report["feed_forward_output_relative_difference"] < 1e-5
+    assert set(report["temporal_layer_320_s"]) == {"before", "today"}
+    assert report["temporal_layer_output_relative_difference"] < 1e-5  # the same layer
     assert temporal.normalise is normalise
+    assert temporal.TemporalFeedForward.forward is today

@@ -13,6 +13,7 @@ from codi.models.temporal import (
     FrameAxisLayerNorm,
     FrameShift,
     SpatioTemporalAttention,
+    TemporalFeedForward,
 )
 from codi.parity.checks.unet import CHECKS
 from codi.parity.fixtures import FixtureContext, load_fixture_tensors, read_index
@@ -67,8 +68,26 @@ def test_frame_axis_layernorm_normalises_over_frames():
 
 
 def test_chan_layernorm_normalises_channels():
-    y = ChanLayerNorm(6)(torch.randn(2, 6, 3, 4, 4))
-    assert torch.allclose(y.mean(dim=1), torch.zeros(2, 3, 4, 4), atol=1e-5)
+    y = ChanLayerNorm(6)(torch.randn(2, 3, 6))  # [N, T, C]
+    assert torch.allclose(y.mean(dim=-1), torch.zeros(2, 3), atol=1e-5)
+
+
+def test_feed_forward_on_frame_sequences_equals_the_official_conv3d_layout():
+    torch.manual_seed(0)
+    ff = TemporalFeedForward(16)
+    torch.nn.init.normal_(ff.norm.weight)
+    x = torch.randn(2, 16, 5, 3, 3)  # [B, C, T, H, W], as the official code runs it
+    value, gate = ff.proj_in(x).chunk(2, dim=1)
+    h = value * torch.nn.functional.gelu(gate)
+    kept, shifted = h.chunk(2, dim=1)
+    shifted = torch.cat((torch.zeros_like(shifted[:, :, :1]), shifted[:, :, :-1]), dim=2)
+    h = torch.cat((kept, shifted), dim=1)
+    var, mean = torch.var_mean(h, dim=1, unbiased=False, keepdim=True)
+    h = (h - mean) * var.clamp(min=1e-5).rsqrt() * ff.norm.weight.view(-1, 1, 1, 1)
+    expected = ff.proj_out(h)
+    seq = x.permute(0, 3, 4, 2, 1).reshape(-1, 5, 16)  # [B·H·W, T, C]
+    got = ff(seq).view(2, 3, 3, 5, 16).permute(0, 4, 3, 1, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_frame_shift_delays_chunk_k_by_k_frames():
