@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from codi.models import temporal
-from codi.models.norms import normalise, official_eps
+from codi.models.norms import normalise, normalise_last, official_eps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -45,6 +45,23 @@ def test_constant_input_gives_zeros_not_nan_and_eps_can_be_given():
     assert torch.equal(normalise(x, 1), torch.zeros_like(x))
     y = torch.randn(4, 8, 6, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
     torch.testing.assert_close(normalise(y, 1, eps=1e-5).double(), reference(y, 1, 1e-5),
+                               rtol=0.02, atol=0.02)
+
+
+@pytest.mark.parametrize("scale", [3.0, 1e-3])  # 1e-3: variances under eps, the clamp decides
+def test_fused_last_axis_norm_matches_the_official_formula_with_its_gain(scale):
+    x = (torch.randn(64, 8, 853, generator=torch.Generator().manual_seed(3)) + 0.5) * scale
+    gain = torch.randn(853, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(normalise_last(x, gain).double(),
+                               reference(x, -1, 1e-5) * gain.double(), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_last_axis_norm_of_a_constant_row_is_zero_and_keeps_half_precision():
+    assert torch.equal(normalise_last(torch.full((2, 8, 6), 2.5)), torch.zeros(2, 8, 6))
+    x = (torch.randn(16, 8, 32, generator=torch.Generator().manual_seed(5)) * 0.02)
+    got = normalise_last(x.to(torch.bfloat16))
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.double(), reference(x.to(torch.bfloat16), -1, 1e-3),
                                rtol=0.02, atol=0.02)
 
 

@@ -86,8 +86,24 @@ def test_feed_forward_on_frame_sequences_equals_the_official_conv3d_layout():
     h = (h - mean) * var.clamp(min=1e-5).rsqrt() * ff.norm.weight.view(-1, 1, 1, 1)
     expected = ff.proj_out(h)
     seq = x.permute(0, 3, 4, 2, 1).reshape(-1, 5, 16)  # [B·H·W, T, C]
-    got = ff(seq).view(2, 3, 3, 5, 16).permute(0, 4, 3, 1, 2)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    trained = ff(seq)  # autograd on: the differentiable path
+    assert trained.requires_grad
+    with torch.no_grad():  # inference: the buffer written in place
+        inferred = ff(seq)
+    for got in (trained, inferred):
+        got = got.detach().view(2, 3, 3, 5, 16).permute(0, 4, 3, 1, 2)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 7])
+def test_feed_forward_inference_path_equals_the_differentiable_one_in_bf16(frames):
+    torch.manual_seed(1)
+    ff = TemporalFeedForward(24).to(torch.bfloat16)
+    seq = torch.randn(6, frames, 24, dtype=torch.bfloat16)
+    trained = ff(seq)
+    with torch.no_grad():
+        inferred = ff(seq)
+    torch.testing.assert_close(inferred.float(), trained.detach().float(), rtol=0.02, atol=0.02)
 
 
 def test_frame_shift_delays_chunk_k_by_k_frames():
