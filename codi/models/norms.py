@@ -4,10 +4,9 @@ the fast way on a CPU.
 The official norms clamp the variance at eps (they do not add it), and take eps from the input's
 dtype: 1e-5 for float32, 1e-3 otherwise (`official_eps`). The statistics are taken in two passes
 (mean, then the mean of the squared deviations): the same maths as `torch.var`, and on a CPU
-about ten times faster over the 8 frames of `[N, T, C]`, a quarter faster over the channels of
-`[B, C, T, H, W]` (docs/benchmarks.md, "The video path on a CPU"; the whole video UNet call was
-not measurably faster). `normalise_last` is the same norm over the last axis with its gain, in one
-fused `native_layer_norm` pass and a per-row correction from eps-added to eps-clamped.
+about ten times faster over the 8 frames of `[N, T, C]` (docs/benchmarks.md, "The video path on
+a CPU"). `normalise_last` is the same norm over the last axis with its gain, in one fused
+`native_layer_norm` pass and a per-row correction from eps-added to eps-clamped.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ def normalise_last(x: torch.Tensor, weight: torch.Tensor | None = None,
 
     `native_layer_norm` returns (x − mean) · rstd with rstd = 1/sqrt(var + eps); each row is then
     scaled by sqrt((var + eps) / max(var, eps)), var recovered from rstd, which turns the added
-    eps into the official clamp (a factor of exactly 1 for a constant row, no NaN). On a CPU about
-    three times faster than the two passes over the channels of [N, T, C].
+    eps into the official clamp (a factor of exactly 1 for a constant row, no NaN). On a 2-core
+    AVX-512 CPU, float32 [2048, 8, 853]: 28.7 ms against 58.7 ms for `normalise(x, -1) * weight`.
     """
     eps = official_eps(x) if eps is None else eps
     out, _, rstd = torch.native_layer_norm(x, (x.shape[-1],), weight, None, eps)
