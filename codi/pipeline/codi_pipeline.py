@@ -354,9 +354,12 @@ class CoDiPipeline:
         cancel: threading.Event | None = None,
         on_result: Callable | None = None,
         starts: dict[str, StartLatent] | None = None,
+        new_scheduler: Callable[[], Any] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The chosen sampler with guidance over every output at once, on the device; cancellable
-        between steps. `starts`: outputs that start from given media (variations)."""
+        between steps. `starts`: outputs that start from given media (variations).
+        `new_scheduler`: called once per output, in the order of `latents`, for its scheduler
+        (default: a fresh `settings.sampler`); the parity runner steps from official states."""
         outputs = list(latents)
         image_only = IMAGE_ONLY if "video" not in outputs else None
         unets = {
@@ -401,7 +404,8 @@ class CoDiPipeline:
             for m, start in (starts or {}).items()
         }
         return sample_latents(
-            denoise_fn, on_device, context, lambda: make_sampler(settings.sampler),
+            denoise_fn, on_device, context,
+            new_scheduler or (lambda: make_sampler(settings.sampler)),
             settings.steps, settings.guidance_scale, generator=rng.torch_generator,
             on_step=after_step, starts=starts_on_device,
         )
