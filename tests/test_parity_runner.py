@@ -189,3 +189,22 @@ def test_pipeline_number_of_samples_comes_from_the_index(fixture_dir, tmp_path):
     result = run_one(folder, "pipeline_image_to_text")
     assert result.status == "fail"
     assert result.detail == "index.json lacks extra.params.inference_kwargs.n_samples"
+
+
+def test_pipeline_trajectory_is_checked_step_by_step_from_the_official_states(
+    fixture_dir, tmp_path
+):
+    # A state the official run never reached (+5e-3 after step 2): the free trajectory of this
+    # ill-conditioned fixture is compared at its float32 rounding spread (about 8e-3), but each
+    # step taken from the official state is held to the sampler tolerance, so the runner names
+    # the step whose official result is wrong, and the following step that started from it.
+    def move_step_two(tensors):
+        tensors["trajectory.0_image"][2] += 5e-3
+
+    folder = repack(fixture_dir, tmp_path, ["pipeline_text_to_image"],
+                    edit_tensors={"pipeline_text_to_image": move_step_two})
+    result = run_one(folder, "pipeline_text_to_image")
+    assert result.status == "fail"
+    assert "trajectory.0_image[2] stepped from the official state" in result.detail
+    assert "trajectory.0_image[3] stepped from the official state" in result.detail
+    assert "[0] stepped" not in result.detail and "[1] stepped" not in result.detail

@@ -246,15 +246,22 @@ def test_the_documented_client_snippet_runs(served, capsys):
     assert printed[0].endswith(".png") and Path(printed[0]).is_file() and printed[-1] == "7"
 
 
+def set_steps(page, expect, value: str) -> None:
+    """Type the number of steps and wait until the slider shows it: the value a run sends is
+    the slider's, which follows the box only once the box commits (Tab leaves it)."""
+    box = page.get_by_label("number input for Steps")
+    box.fill(value)
+    box.press("Tab")
+    expect(page.get_by_label("range slider for Steps")).to_have_value(value)
+
+
 def test_browser_shows_live_previews_while_denoising(served, browser):
     page, expect = browser
     page.goto(served.local_url)
     expect(page.locator("#model-status")).to_contain_text("tiny random", timeout=60_000)
     page.locator("#input-text textarea").fill("a slow lantern")
     page.locator("#settings").get_by_text("Settings").first.click()
-    steps = page.get_by_label("number input for Steps")
-    steps.fill("120")
-    steps.press("Enter")
+    set_steps(page, expect, "120")
     preview = page.locator("#live-preview")
     expect(preview).to_be_hidden()
     page.get_by_role("button", name="Generate").click()
@@ -265,8 +272,7 @@ def test_browser_shows_live_previews_while_denoising(served, browser):
     expect(page.locator("#out-image img").first).to_be_visible()
 
     page.locator("#live-previews-on").get_by_role("checkbox").uncheck()
-    steps.fill("20")
-    steps.press("Enter")
+    set_steps(page, expect, "20")
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#history-gallery img")).to_have_count(2, timeout=120_000)
     expect(preview).to_be_hidden()
