@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,8 @@ from codi.media.limits import MediaLimits
 from codi.parity.checks.optimus import texts_compared
 from codi.parity.checks.sampler import indexed
 from codi.parity.checks.trajectory import (
+    OfficialLoop,
     amplified_step_errors,
-    denoise_from_official,
     random_signs,
     step_errors,
 )
@@ -201,22 +201,22 @@ def other_thread_count() -> Iterator[None]:
 
 
 def step_rounding_spread(
-    loop: tuple, exact_pipe: CoDiPipeline, taken: dict[str, list[torch.Tensor]]
+    loop: OfficialLoop, exact_pipe: CoDiPipeline, taken: dict[str, list[torch.Tensor]]
 ) -> dict[str, list[float]]:
     """Per output and step, how far our step from the official state moves under float32
     rounding alone: on another thread count, with float64 networks, and from the starting noise
     rounded the other way (×(1 ± 2⁻²⁴) per coordinate, 3 sign draws). A well-conditioned step
     moves by ~1e-5; `pipeline_text_to_image`'s first step (a 1×1 UNet bottleneck where GroupNorm
     normalises two values) moves by up to 1.4e-3."""
-    pipe, latents, *rest = loop
-    last = len(next(iter(taken.values()))) - 1
+    last = loop.steps - 1
     with other_thread_count():
-        variants = [denoise_from_official(*loop, until=last)[1]]
-    variants.append(denoise_from_official(exact_pipe, latents, *rest, until=last)[1])
+        variants = [loop.denoise_from_official(last)[1]]
+    variants.append(replace(loop, pipe=exact_pipe).denoise_from_official(last)[1])
     for seed in range(3):
-        rounded = {m: x * (1 + 2.0**-24 * random_signs(x.shape, seed)) for m, x in latents.items()}
-        variants.append(denoise_from_official(pipe, rounded, *rest, until=last)[1])
-    spread = {m: [0.0] * (last + 1) for m in taken}
+        rounded = {m: x * (1 + 2.0**-24 * random_signs(x.shape, seed))
+                   for m, x in loop.latents.items()}
+        variants.append(replace(loop, latents=rounded).denoise_from_official(last)[1])
+    spread = {m: [0.0] * loop.steps for m in taken}
     for variant in variants:
         variant_steps = {m: torch.stack(steps) for m, steps in variant.items()}
         for m, errors in step_errors(taken, variant_steps).items():
@@ -274,10 +274,11 @@ def check_pipeline(ctx: FixtureContext) -> list[Comparison]:
     step_spread: dict[str, list[float]] = {m: [] for m in official}
     amplified = {m: 0.0 for m in official}
     if steppable:
-        loop = (pipe, run.latents, run.conditioning.context, request.settings, official)
-        _, taken = denoise_from_official(*loop, until=len(run.steps) - 1)
+        loop = OfficialLoop(pipe, run.latents, run.conditioning.context, request.settings,
+                            official)
+        _, taken = loop.denoise_from_official(loop.steps - 1)
         step_spread = step_rounding_spread(loop, exact_pipe, taken)
-        amplified = amplified_step_errors(*loop, step_errors(taken, official))
+        amplified = amplified_step_errors(loop, step_errors(taken, official))
     for modality, suffix in suffixes.items():
         key = f"x_T.{suffix}"
         base = TEXT_TRAJECTORY_ATOL if modality == "text" else TRAJECTORY_ATOL

@@ -12,6 +12,7 @@ free run at what the measured amplification makes of those step errors.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,32 +52,42 @@ class SteppedFromOfficial:
         return out
 
 
-def denoise_from_official(
-    pipe: CoDiPipeline,
-    latents: Mapping[str, torch.Tensor],
-    context: torch.Tensor,
-    settings: GenerationSettings,
-    official: Mapping[str, torch.Tensor],
-    until: int,
-    perturbations: Mapping[str, torch.Tensor] | None = None,
-) -> tuple[list[StepResult], dict[str, list[torch.Tensor]]]:
-    """The pipeline's loop from `latents`, each output continuing from its official state
-    (`official[m][k]`, the state after step k) up to step `until`, and freely after it.
+@dataclass(frozen=True)
+class OfficialLoop:
+    """One pipeline loop and the official states it is compared with: `official[m][k]` is
+    output m's official state after step k."""
 
-    Returns the steps' results and, per output, the step it took itself at every step."""
-    perturbations = perturbations or {}
-    schedulers = {
-        m: SteppedFromOfficial(make_sampler(settings.sampler), official[m], until,
-                               perturbations.get(m))
-        for m in latents
-    }
-    in_order = iter(schedulers.values())
-    rng = RandomSources(torch.Generator().manual_seed(settings.seed), np.random.RandomState(0),
-                        settings.official_randomness)
-    steps: list[StepResult] = []
-    pipe.denoise(dict(latents), context, settings, rng, on_result=steps.append,
-                 new_scheduler=lambda: next(in_order))
-    return steps, {m: s.taken for m, s in schedulers.items()}
+    pipe: CoDiPipeline
+    latents: Mapping[str, torch.Tensor]
+    context: torch.Tensor
+    settings: GenerationSettings
+    official: Mapping[str, torch.Tensor]
+
+    @property
+    def steps(self) -> int:
+        return len(next(iter(self.official.values())))
+
+    def denoise_from_official(
+        self, until: int, perturbations: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[list[StepResult], dict[str, list[torch.Tensor]]]:
+        """The loop, each output continuing from its official state up to step `until` (there
+        moved by `perturbations[m]`), and freely after it.
+
+        Returns the steps' results and, per output, the step it took itself at every step."""
+        perturbations = perturbations or {}
+        schedulers = {
+            m: SteppedFromOfficial(make_sampler(self.settings.sampler), self.official[m], until,
+                                   perturbations.get(m))
+            for m in self.latents
+        }
+        in_order = iter(schedulers.values())
+        settings = self.settings
+        rng = RandomSources(torch.Generator().manual_seed(settings.seed),
+                            np.random.RandomState(0), settings.official_randomness)
+        steps: list[StepResult] = []
+        self.pipe.denoise(dict(self.latents), self.context, settings, rng,
+                          on_result=steps.append, new_scheduler=lambda: next(in_order))
+        return steps, {m: s.taken for m, s in schedulers.items()}
 
 
 def step_errors(taken: Mapping[str, list[torch.Tensor]],
@@ -97,12 +108,7 @@ def random_signs(shape: torch.Size, seed: int) -> torch.Tensor:
 
 
 def amplified_step_errors(
-    pipe: CoDiPipeline,
-    latents: Mapping[str, torch.Tensor],
-    context: torch.Tensor,
-    settings: GenerationSettings,
-    official: Mapping[str, torch.Tensor],
-    errors: Mapping[str, list[float]],
+    loop: OfficialLoop, errors: Mapping[str, list[float]]
 ) -> dict[str, float]:
     """Per output, how far a free run can drift from the official trajectory when every step
     errs by as much as it measurably does: the largest, over steps j, of the step error at j
@@ -112,18 +118,18 @@ def amplified_step_errors(
     The outputs are moved together (the joint UNets couple them). The sign vector is a corner of
     the box of that size, so it bounds a step error of that largest coordinate in a typical
     direction, not in the worst one."""
-    count = len(next(iter(official.values())))
+    official = loop.official
     bound = {m: list(errors[m]) for m in official}
-    for k in range(count - 1):
+    for k in range(loop.steps - 1):
         moves = {
             m: errors[m][k] * random_signs(official[m][k].shape, seed=k)
             for m in official if errors[m][k] > 0
         }
         if not moves:
             continue
-        unmoved, _ = denoise_from_official(pipe, latents, context, settings, official, k)
-        moved, _ = denoise_from_official(pipe, latents, context, settings, official, k, moves)
-        for j in range(k + 1, count):
+        unmoved, _ = loop.denoise_from_official(k)
+        moved, _ = loop.denoise_from_official(k, moves)
+        for j in range(k + 1, loop.steps):
             for m in official:
                 bound[m][j] += float(
                     (moved[j].latents[m] - unmoved[j].latents[m]).abs().max()
