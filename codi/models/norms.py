@@ -2,10 +2,10 @@
 the fast way on a CPU.
 
 The official norms clamp the variance at eps (they do not add it), and take eps from the input's
-dtype: 1e-5 for float32, 1e-3 for half precision (`official_eps`). The statistics are taken in two passes
-(mean, then the mean of the squared deviations): the same maths as `torch.var`, and on a CPU
-about ten times faster over the 8 frames of `[N, T, C]` (docs/benchmarks.md, "The video path on
-a CPU"). `normalise_last` is the same norm over the last axis with its gain, in one fused
+dtype: 1e-5 for float32, 1e-3 for half precision (`official_eps`). The statistics are taken in
+two passes (mean, then the mean of the squared deviations): the same maths as `torch.var`, and on
+a CPU about ten times faster over the 8 frames of `[N, T, C]` (docs/benchmarks.md, "The video path
+on a CPU"). `normalise_last` is the same norm over the last axis with its gain, in one fused
 `native_layer_norm` pass and a per-row correction from eps-added to eps-clamped.
 """
 

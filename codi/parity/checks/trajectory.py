@@ -3,8 +3,9 @@ far the trajectory itself amplifies an error of that size.
 
 A free run's distance from the official trajectory mixes two things: the error of each step
 (what the implementation gets right or wrong) and the trajectory's conditioning (how much later
-steps amplify an earlier difference; with guidance 7.5 on random weights, a ±7e-4 change of the
-first state of `pipeline_image_to_text` becomes ±8e-2 three steps later). Stepping from the
+steps amplify an earlier difference; with guidance 7.5 on random weights, a ±6.7e-4 change of
+every coordinate of the first state of `pipeline_image_to_text` moves the last by 8e-2 to 2.3e-1,
+depending on the signs). Stepping from the
 official states separates them: the step errors are compared at the sampler tolerance, and the
 free run at what the measured amplification makes of those step errors.
 """
@@ -116,8 +117,8 @@ def amplified_step_errors(
     ±(step error at k) in every coordinate (random signs, fixed seed; our own step map).
 
     The outputs are moved together (the joint UNets couple them). The sign vector is a corner of
-    the box of that size, so it bounds a step error of that largest coordinate in a typical
-    direction, not in the worst one."""
+    the box of that size: an estimate for a step error of that largest coordinate in a typical
+    direction, not a bound for the worst one."""
     official = loop.official
     bound = {m: list(errors[m]) for m in official}
     for k in range(loop.steps - 1):
